@@ -1,0 +1,1 @@
+"""Multi-input and multi-output PyTorch models on Omniglot, as a reproducible DVC pipeline."""

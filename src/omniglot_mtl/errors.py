@@ -1,0 +1,20 @@
+"""The one exception type for bad input, and how a stage reports it."""
+
+import sys
+from collections.abc import Callable
+
+
+class InputError(Exception):
+    """Bad input from the user: a parameter, a file or a folder. The message names it."""
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's ``main``; bad input becomes one line on stderr and exit status 1.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    try:
+        main()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,71 @@
+"""Stage ``index``: sample manifests per split and the name -> index maps.
+
+Indices come from sorted names, so they are the same on every machine (the notebook numbered
+alphabets in ``os.listdir`` order, which is not). The split is by drawer: every character has
+drawings by the same 20 drawers, so val and test measure how well a model reads handwriting it
+has never seen, on characters it has.
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_dir, write_json
+from .errors import InputError
+from .layout import Scan, scan_sets
+from .params import Split
+
+SPLITS = ("train", "val", "test")
+COLUMNS = ["path", "set", "alphabet", "character", "drawer", "alphabet_idx", "character_idx"]
+
+
+def build_index(scan: Scan, split: Split) -> tuple[dict[str, pd.DataFrame], dict, dict]:
+    """Return ``({split: manifest}, alphabets, characters)`` for the drawings of ``scan``."""
+    if not scan.drawings:
+        raise InputError("no drawings found")
+    alphabets = {name: i for i, name in enumerate(sorted({d.alphabet for d in scan.drawings}))}
+    characters = {name: i for i, name in enumerate(sorted({d.character for d in scan.drawings}))}
+    rows = pd.DataFrame([d.__dict__ for d in scan.drawings])
+    rows["alphabet_idx"] = rows["alphabet"].map(alphabets)
+    rows["character_idx"] = rows["character"].map(characters)
+    rows = rows.sort_values(["character_idx", "drawer", "path"], kind="stable").reset_index(drop=True)
+    present = set(rows["drawer"])
+    for name in ("val_drawers", "test_drawers"):
+        missing = sorted(set(getattr(split, name)) - present)
+        if missing:
+            raise InputError(
+                f"params.yaml: data.split.{name}: no drawings by drawer(s) {missing} "
+                f"(the data has drawers {min(present)}..{max(present)})"
+            )
+    held_out = set(split.val_drawers) | set(split.test_drawers)
+    masks = {
+        "train": ~rows["drawer"].isin(held_out),
+        "val": rows["drawer"].isin(split.val_drawers),
+        "test": rows["drawer"].isin(split.test_drawers),
+    }
+    if not masks["train"].any():
+        raise InputError("params.yaml: data.split: val and test take every drawer; none is left to train")
+    manifests = {name: rows[mask][COLUMNS].reset_index(drop=True) for name, mask in masks.items()}
+    return manifests, alphabets, characters
+
+
+def write_index(raw: Path, split: Split, out: Path) -> tuple[dict[str, pd.DataFrame], Scan]:
+    """Scan ``raw`` and write ``{train,val,test}.csv``, ``alphabets.json``, ``characters.json``."""
+    scan = scan_sets(raw)
+    manifests, alphabets, characters = build_index(scan, split)
+    with atomic_dir(out) as tmp:
+        for name, frame in manifests.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+        write_json(tmp / "alphabets.json", alphabets)
+        write_json(tmp / "characters.json", characters)
+    return manifests, scan
+
+
+def read_maps(index_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """The alphabet and character maps written by :func:`write_index`."""
+    index_dir = Path(index_dir)
+    return tuple(
+        json.loads((index_dir / f"{name}.json").read_text(encoding="utf-8"))
+        for name in ("alphabets", "characters")
+    )

@@ -1,0 +1,113 @@
+"""Omniglot's folder layout: ``<set>/<Alphabet>/<characterNN>/<id>_<drawer>.png``.
+
+One scanner serves every source, so a copied folder, an extracted zip and the synthetic set are
+checked by the same rules: files that are not drawings (OS metadata, READMEs) are skipped and
+counted; a PNG whose name breaks the pattern or a character folder with no drawings is an error.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+DRAWING_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
+
+
+@dataclass(frozen=True)
+class Drawing:
+    set: str
+    alphabet: str
+    character: str  # "<Alphabet>/<characterNN>", unique across alphabets
+    drawer: int
+    path: str  # relative to the scanned root, with forward slashes
+
+
+@dataclass
+class Scan:
+    drawings: list[Drawing]
+    skipped: list[str]  # paths relative to the root of files and folders that are not drawings
+
+    def skipped_summary(self) -> str:
+        if not self.skipped:
+            return "no files skipped"
+        shown = ", ".join(self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+        return f"skipped {len(self.skipped)} file(s) that are not drawings: {shown}"
+
+
+def _is_metadata(path: Path) -> bool:
+    """OS and editor litter (.DS_Store, ._* AppleDouble, Thumbs.db, README...), not drawings."""
+    return path.name.startswith(".") or path.suffix.lower() != ".png"
+
+
+def _visible_dirs(folder: Path, scan: Scan, root: Path) -> list[Path]:
+    dirs = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and not entry.name.startswith("."):
+            dirs.append(entry)
+        else:
+            scan.skipped.append(entry.relative_to(root).as_posix())
+    return dirs
+
+
+def scan_sets(root: Path, sets: list[str] | None = None) -> Scan:
+    """Scan ``root/<set>/<Alphabet>/<character>/<drawing>``, the layout of ``data/raw``.
+
+    ``sets`` restricts the scan to those set folders (each must exist); ``None`` takes them all.
+    """
+    root = Path(root)
+    scan = Scan([], [])
+    if sets is None:
+        set_dirs = _visible_dirs(root, scan, root)
+    else:
+        set_dirs = [root / s for s in sets]
+        for d in set_dirs:
+            if not d.is_dir():
+                raise InputError(f"{d}: set folder not found")
+    if not set_dirs:
+        raise InputError(f"{root}: no set folders (expected e.g. images_background/)")
+    for set_dir in set_dirs:
+        _scan_alphabets(set_dir, set_dir.name, root, scan)
+    return scan
+
+
+def scan_alphabets(folder: Path, set_name: str) -> Scan:
+    """Scan one set folder ``folder/<Alphabet>/<character>/<drawing>``."""
+    scan = Scan([], [])
+    _scan_alphabets(Path(folder), set_name, Path(folder), scan)
+    return scan
+
+
+def _scan_alphabets(set_dir: Path, set_name: str, root: Path, scan: Scan) -> None:
+    alphabets = _visible_dirs(set_dir, scan, root)
+    if not alphabets:
+        raise InputError(f"{set_dir}: no alphabet folders in it")
+    for alphabet_dir in alphabets:
+        characters = _visible_dirs(alphabet_dir, scan, root)
+        if not characters:
+            raise InputError(f"{alphabet_dir}: alphabet folder has no character folders")
+        for char_dir in characters:
+            found = 0
+            for f in sorted(char_dir.iterdir()):
+                rel = f.relative_to(root).as_posix()
+                if f.is_dir() or _is_metadata(f):
+                    scan.skipped.append(rel)
+                    continue
+                m = DRAWING_NAME.match(f.name)
+                if not m:
+                    raise InputError(f"{f}: file name is not <id>_<drawer>.png, e.g. 0709_01.png")
+                drawer = int(m.group(2))
+                if drawer < 1:
+                    raise InputError(f"{f}: drawer numbers start at 01")
+                scan.drawings.append(
+                    Drawing(
+                        set=set_name,
+                        alphabet=alphabet_dir.name,
+                        character=f"{alphabet_dir.name}/{char_dir.name}",
+                        drawer=drawer,
+                        path=rel,
+                    )
+                )
+                found += 1
+            if not found:
+                raise InputError(f"{char_dir}: character folder holds no drawings")

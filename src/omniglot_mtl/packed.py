@@ -1,0 +1,99 @@
+"""Stage ``pack`` and its reader: every image decoded once into one uint8 array per split.
+
+The arrays hold exactly what the notebook's loader fed its network, times 255: PIL decode,
+``convert("L")``, ``transforms.Resize((S, S))``. Training then batches by indexing one tensor
+(on the GPU, one tensor already on the device) and never touches a PNG.
+"""
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import functional as TF
+
+from .atomic import atomic_dir
+from .errors import InputError
+from .index import SPLITS
+
+
+def decode(path: Path, size: int) -> np.ndarray:
+    """One drawing as the notebook's loader sees it: an (size, size) uint8 array, 255 = white."""
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"{path}: cannot decode as an image ({err})") from None
+    return np.asarray(TF.resize(gray, [size, size]), dtype=np.uint8)
+
+
+def _decode_chunk(args: tuple[list[str], int]) -> np.ndarray:
+    paths, size = args
+    out = np.empty((len(paths), size, size), np.uint8)
+    for i, p in enumerate(paths):
+        out[i] = decode(Path(p), size)
+    return out
+
+
+def decode_all(paths: list[Path], size: int, workers: int | None = None) -> np.ndarray:
+    """Decode ``paths`` into one (N, size, size) uint8 array, in order, on all cores."""
+    # PNG decoding holds the GIL, so cores need processes; small sets are not worth starting them.
+    workers = min(workers or os.cpu_count() or 1, max(1, len(paths) // 512))
+    names = [str(p) for p in paths]
+    if workers == 1:
+        return _decode_chunk((names, size))
+    out = np.empty((len(paths), size, size), np.uint8)
+    with ProcessPoolExecutor(workers) as pool:
+        parts = pool.map(_decode_chunk, [(names[i::workers], size) for i in range(workers)])
+        for i, part in enumerate(parts):
+            out[i::workers] = part
+    return out
+
+
+def write_packed(index_dir: Path, raw: Path, size: int, out: Path) -> dict[str, int]:
+    """Write ``out/<split>.npz`` (images, alphabet, character) for each split; return row counts."""
+    counts = {}
+    with atomic_dir(out) as tmp:
+        for split in SPLITS:
+            manifest = pd.read_csv(Path(index_dir) / f"{split}.csv")
+            images = decode_all([Path(raw) / p for p in manifest["path"]], size)
+            np.savez(
+                tmp / f"{split}.npz",
+                images=images,
+                alphabet=manifest["alphabet_idx"].to_numpy(np.int64),
+                character=manifest["character_idx"].to_numpy(np.int64),
+            )
+            counts[split] = len(manifest)
+    return counts
+
+
+@dataclass
+class Split:
+    """One split as tensors: images (N, 1, S, S) uint8 and integer labels per task."""
+
+    images: torch.Tensor
+    labels: dict[str, torch.Tensor]  # "alphabet", "character" -> (N,) int64
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device) -> "Split":
+        return Split(self.images.to(device), {k: v.to(device) for k, v in self.labels.items()})
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows ``idx`` as a batch: float images in [0, 1] plus labels, on the split's device."""
+        batch = {k: v[idx] for k, v in self.labels.items()}
+        batch["image"] = self.images[idx].float().div_(255)
+        return batch
+
+
+def load_split(packed_dir: Path, split: str) -> Split:
+    path = Path(packed_dir) / f"{split}.npz"
+    with np.load(path, allow_pickle=False) as f:
+        images = torch.from_numpy(f["images"]).unsqueeze(1)
+        labels = {"alphabet": torch.from_numpy(f["alphabet"]), "character": torch.from_numpy(f["character"])}
+    return Split(images, labels)

@@ -1,0 +1,219 @@
+"""params.yaml as frozen dataclasses, validated once when a stage starts.
+
+A wrong value fails here with one line that names its key, e.g.
+``params.yaml: train.lr: must be > 0, got -1``.
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import InputError
+
+OMNIGLOT_SETS = ("background", "evaluation")
+BACKBONES = ("seed",)
+LOSS_METHODS = ("static", "uncertainty", "dwa")
+PRECISIONS = ("fp32", "bf16")
+
+
+class ParamError(InputError):
+    def __init__(self, key: str, message: str):
+        super().__init__(f"params.yaml: {key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Split:
+    val_drawers: tuple[int, ...] = (15, 16, 17)
+    test_drawers: tuple[int, ...] = (18, 19, 20)
+
+    def validate(self, key: str) -> None:
+        for name in ("val_drawers", "test_drawers"):
+            drawers = getattr(self, name)
+            if not drawers:
+                raise ParamError(f"{key}.{name}", "must list at least one drawer")
+            if any(d < 1 for d in drawers):
+                raise ParamError(f"{key}.{name}", f"drawer numbers start at 1, got {list(drawers)}")
+        both = sorted(set(self.val_drawers) & set(self.test_drawers))
+        if both:
+            raise ParamError(key, f"drawer(s) {both} listed in both val_drawers and test_drawers")
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """Size of the procedural data set that ``data.source: synthetic`` generates."""
+
+    alphabets: int = 8
+    characters: int = 12  # per alphabet
+    drawers: int = 20
+
+    def validate(self, key: str) -> None:
+        for name in ("alphabets", "characters"):
+            if getattr(self, name) < 2:
+                raise ParamError(f"{key}.{name}", f"must be >= 2, got {getattr(self, name)}")
+        if not 3 <= self.drawers <= 99:
+            raise ParamError(f"{key}.drawers", f"must be between 3 and 99, got {self.drawers}")
+
+
+@dataclass(frozen=True)
+class Data:
+    source: str = "synthetic"  # synthetic | omniglot | a folder in Omniglot layout
+    sets: tuple[str, ...] = ("background",)
+    mirror: str = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python"
+    image_size: int = 64
+    split: Split = field(default_factory=Split)
+    synthetic: Synthetic = field(default_factory=Synthetic)
+
+    def validate(self, key: str) -> None:
+        if not self.source:
+            raise ParamError(f"{key}.source", "is empty; use synthetic, omniglot or a folder path")
+        unknown = [s for s in self.sets if s not in OMNIGLOT_SETS]
+        if unknown or not self.sets:
+            raise ParamError(f"{key}.sets", f"must list some of {list(OMNIGLOT_SETS)}, got {list(self.sets)}")
+        # The seed network's Linear takes 16*(S/2)^2 features, so S must be even.
+        if self.image_size < 8 or self.image_size % 2:
+            raise ParamError(f"{key}.image_size", f"must be an even number >= 8, got {self.image_size}")
+        self.split.validate(f"{key}.split")
+        self.synthetic.validate(f"{key}.synthetic")
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.001
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+
+    def validate(self, key: str) -> None:
+        if self.epochs < 1:
+            raise ParamError(f"{key}.epochs", f"must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ParamError(f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ParamError(f"{key}.lr", f"must be > 0, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ParamError(f"{key}.precision", f"must be one of {list(PRECISIONS)}, got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class Model:
+    backbone: str = "seed"
+
+    def validate(self, key: str) -> None:
+        if self.backbone not in BACKBONES:
+            raise ParamError(f"{key}.backbone", f"must be one of {list(BACKBONES)}, got {self.backbone!r}")
+
+
+@dataclass(frozen=True)
+class Loss:
+    alpha_weight: float = 1.0
+    char_weight: float = 1.0
+    method: str = "static"
+    normalize: bool = False
+
+    def validate(self, key: str) -> None:
+        for name in ("alpha_weight", "char_weight"):
+            if getattr(self, name) < 0:
+                raise ParamError(f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.alpha_weight == 0 and self.char_weight == 0:
+            raise ParamError(key, "alpha_weight and char_weight are both 0: nothing would be trained")
+        if self.method not in LOSS_METHODS:
+            raise ParamError(f"{key}.method", f"must be one of {list(LOSS_METHODS)}, got {self.method!r}")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"alphabet": self.alpha_weight, "character": self.char_weight}
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    device: str = "auto"
+    data: Data = field(default_factory=Data)
+    train: Train = field(default_factory=Train)
+    model: Model = field(default_factory=Model)
+    loss: Loss = field(default_factory=Loss)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if hasattr(value, "validate"):
+                value.validate(f.name)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read, type-check and validate ``path``. Missing keys take the defaults above."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found (run stages from the project root)") from None
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML: {err}".splitlines()[0]) from None
+    params = from_dict(Params, raw, "")
+    params.validate()
+    return params
+
+
+def from_dict(cls, raw, key: str):
+    """Build dataclass ``cls`` from a mapping, naming the key of any unknown or mistyped value."""
+    if not isinstance(raw, dict):
+        raise ParamError(key or "(top level)", f"must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ParamError(_join(key, unknown[0]), f"unknown key (known: {', '.join(sorted(names))})")
+    values = {name: _convert(hints[name], raw[name], _join(key, name)) for name in names if name in raw}
+    return cls(**values)
+
+
+def _convert(hint, value, key: str):
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if typing.get_origin(hint) is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, list | tuple):
+            raise ParamError(key, f"must be a list, got {value!r}")
+        return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    # bool is an int in Python; reject it where a number is meant, and vice versa.
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamError(key, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(key, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamError(key, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ParamError(key, f"must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported parameter type {hint} for {key}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def as_dict(params) -> dict:
+    """Params as plain JSON-able data (tuples become lists), e.g. to store in a checkpoint."""
+    return _plain(dataclasses.asdict(params))
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,17 @@
+"""Stage fetch: data.source -> data/raw/<set>/<Alphabet>/<character>/<id>_<drawer>.png"""
+
+from pathlib import Path
+
+from omniglot_mtl.errors import run_stage
+from omniglot_mtl.params import load_params
+from omniglot_mtl.sources import fetch
+
+
+def main() -> None:
+    params = load_params()
+    scan = fetch(params.data, params.seed, Path("data/raw"))
+    print(f"fetch: {len(scan.drawings)} drawings from {params.data.source}; {scan.skipped_summary()}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
