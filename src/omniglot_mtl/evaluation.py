@@ -1,0 +1,97 @@
+"""Stage ``evaluate``: both checkpoints on the test split, per model and per task.
+
+Writes ``metrics/evaluate.json``::
+
+    {"multi_input":  {"character": {"accuracy", "top5", "macro_accuracy"}},
+     "multi_output": {"alphabet":  {"accuracy", "top5", "macro_accuracy"},
+                      "character": {"accuracy", "top5", "macro_accuracy"},
+                      "consistency": share of images whose predicted character is in the
+                                     predicted alphabet},
+     "test_images": N}
+
+and plot data under ``metrics/evaluate/``: character accuracy per alphabet for both models, and
+one (actual, predicted) alphabet row per test image for DVC's confusion template.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torchmetrics.classification import MulticlassAccuracy
+
+from .atomic import atomic_dir, write_json
+from .checkpoints import load_checkpoint
+from .errors import InputError
+from .index import read_maps
+from .packed import load_split
+from .training import predict
+
+MODEL_KINDS = ("multi_input", "multi_output")
+
+
+def task_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Top-1, top-5 (micro) and macro-averaged top-1 accuracy."""
+    n = logits.shape[1]
+
+    def metric(**kw) -> float:
+        m = MulticlassAccuracy(num_classes=n, **kw).to(logits.device)
+        return round(m(logits, target).item(), 6)
+
+    return {
+        "accuracy": metric(top_k=1, average="micro"),
+        "top5": metric(top_k=min(5, n), average="micro"),
+        "macro_accuracy": metric(top_k=1, average="macro"),
+    }
+
+
+def character_alphabet(alphabets: dict[str, int], characters: dict[str, int]) -> torch.Tensor:
+    """For each character index, the index of its alphabet (names are ``<Alphabet>/<char>``)."""
+    table = torch.empty(len(characters), dtype=torch.long)
+    for name, i in characters.items():
+        table[i] = alphabets[name.split("/", 1)[0]]
+    return table
+
+
+def evaluate(model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, device: torch.device) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Return ``(metrics, per_alphabet, alphabet_confusion)`` for the checkpoints in ``model_paths``."""
+    alphabets, characters = read_maps(index_dir)
+    alphabet_names = sorted(alphabets, key=alphabets.get)
+    test = load_split(packed_dir, "test").to(device)
+    true_alpha, true_char = test.labels["alphabet"], test.labels["character"]
+    char_to_alpha = character_alphabet(alphabets, characters).to(device)
+    metrics: dict = {}
+    per_alphabet = []
+    confusion = None
+    for kind, path in model_paths.items():
+        model, checkpoint = load_checkpoint(path, device)
+        if checkpoint["alphabets"] != alphabets or checkpoint["characters"] != characters:
+            raise InputError(f"{path}: trained on other index maps than {index_dir}; retrain it (dvc repro)")
+        logits = predict(model, test)
+        metrics[kind] = {t: task_metrics(logits[t], test.labels[t]) for t in model.tasks}
+        correct = (logits["character"].argmax(1) == true_char).float()
+        hits = torch.zeros(len(alphabets), device=device).index_add_(0, true_alpha, correct)
+        counts = torch.bincount(true_alpha, minlength=len(alphabets)).clamp(min=1)
+        per_alphabet.append(
+            pd.DataFrame({"alphabet": alphabet_names, "model": kind, "accuracy": (hits / counts).cpu().numpy().round(6)})
+        )
+        if "alphabet" in logits:
+            pred_alpha = logits["alphabet"].argmax(1)
+            agree = char_to_alpha[logits["character"].argmax(1)] == pred_alpha
+            metrics[kind]["consistency"] = round(agree.float().mean().item(), 6)
+            confusion = pd.DataFrame(
+                {
+                    "actual": [alphabet_names[i] for i in true_alpha.tolist()],
+                    "predicted": [alphabet_names[i] for i in pred_alpha.tolist()],
+                }
+            )
+    metrics["test_images"] = len(test)
+    return metrics, pd.concat(per_alphabet, ignore_index=True), confusion
+
+
+def write_evaluation(model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, device: torch.device, metrics_path: Path, plots_dir: Path) -> dict:
+    metrics, per_alphabet, confusion = evaluate(model_paths, packed_dir, index_dir, device)
+    with atomic_dir(plots_dir) as tmp:
+        per_alphabet.to_csv(tmp / "character_accuracy_per_alphabet.csv", index=False)
+        confusion.to_csv(tmp / "alphabet_confusion.csv", index=False)
+        write_json(metrics_path, metrics)
+    return metrics

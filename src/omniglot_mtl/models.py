@@ -1,0 +1,86 @@
+"""The notebook's two networks, sized from the index maps, behind a name-based backbone switch.
+
+Each model says which batch fields it reads (``inputs``) and which tasks it predicts
+(``tasks``); ``forward`` returns ``{task: logits}``. Losses live outside the model.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+FEATURES = 128  # width of the image features, as in the notebook
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str  # "multi_input" | "multi_output"
+    n_alphabets: int
+    n_characters: int
+    image_size: int = 64
+    backbone: str = "seed"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def seed_backbone(image_size: int) -> nn.Sequential:
+    """The notebook's image layer, for an S x S input: 16*(S/2)^2 features into 128."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, kernel_size=3, padding=1),
+        nn.MaxPool2d(kernel_size=2),
+        nn.ELU(),
+        nn.Flatten(),
+        nn.Linear(16 * (image_size // 2) ** 2, FEATURES),
+    )
+
+
+BACKBONES = {"seed": seed_backbone}
+
+
+def one_hot(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    # scatter_ instead of F.one_hot: F.one_hot checks the range on the host, a device sync.
+    return torch.zeros(index.shape[0], n, dtype=dtype, device=index.device).scatter_(1, index[:, None], 1.0)
+
+
+class MultiInputNet(nn.Module):
+    """image + one-hot alphabet -> character (the alphabet is given)."""
+
+    inputs = ("image", "alphabet")
+    tasks = ("character",)
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_alphabets = config.n_alphabets
+        self.image_layer = BACKBONES[config.backbone](config.image_size)
+        self.alphabet_layer = nn.Sequential(nn.Linear(config.n_alphabets, 8), nn.ELU())
+        self.classifier = nn.Sequential(nn.Linear(FEATURES + 8, config.n_characters))
+
+    def forward(self, image: torch.Tensor, alphabet: torch.Tensor) -> dict[str, torch.Tensor]:
+        x_alphabet = self.alphabet_layer(one_hot(alphabet, self.n_alphabets, image.dtype))
+        x = torch.cat((self.image_layer(image), x_alphabet), dim=1)
+        return {"character": self.classifier(x)}
+
+
+class MultiOutputNet(nn.Module):
+    """image -> (alphabet, character), two heads on shared image features."""
+
+    inputs = ("image",)
+    tasks = ("alphabet", "character")
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.image_layer = BACKBONES[config.backbone](config.image_size)
+        self.classifier_alpha = nn.Linear(FEATURES, config.n_alphabets)
+        self.classifier_char = nn.Linear(FEATURES, config.n_characters)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.image_layer(image)
+        return {"alphabet": self.classifier_alpha(features), "character": self.classifier_char(features)}
+
+
+MODELS = {"multi_input": MultiInputNet, "multi_output": MultiOutputNet}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    return MODELS[config.kind](config)

@@ -1,0 +1,78 @@
+"""Stages ``train_multi_input`` and ``train_multi_output``: packed data -> checkpoint + curves."""
+
+import shutil
+from pathlib import Path
+
+import torch
+from dvclive import Live
+
+from .atomic import atomic_dir
+from .checkpoints import save_checkpoint
+from .devices import resolve_device
+from .index import read_maps
+from .models import ModelConfig, build_model
+from .packed import load_split
+from .params import Params, as_dict
+from .training import FitResult, fit
+from .weighting import LossWeighting
+
+
+def train_model(params: Params, kind: str, packed_dir: Path, index_dir: Path, model_path: Path, metrics_dir: Path) -> FitResult:
+    """Train the ``kind`` model ("multi_input" or "multi_output") and write its outputs.
+
+    Writes ``model_path`` (weights of the best validation epoch) and, under ``metrics_dir``,
+    DVCLive's per-epoch curves (``plots/metrics/...``) and ``metrics.json``.
+    """
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    alphabets, characters = read_maps(index_dir)
+    train = load_split(packed_dir, "train").to(device)
+    val = load_split(packed_dir, "val").to(device)
+    config = ModelConfig(
+        kind=kind,
+        n_alphabets=len(alphabets),
+        n_characters=len(characters),
+        image_size=train.images.shape[-1],
+        backbone=params.model.backbone,
+    )
+    model = build_model(config).to(device)
+    if kind == "multi_output":
+        loss = params.loss
+        weighting = LossWeighting(loss.weights, loss.method, loss.normalize)
+    else:  # one task: nothing to weigh
+        weighting = LossWeighting({"character": 1.0})
+    weighting.to(device)
+
+    with atomic_dir(metrics_dir) as tmp:
+        # dvcyaml=False: the plots and metrics are declared once, at the top of dvc.yaml.
+        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False) as live:
+
+            def log(epoch: int, record: dict[str, float]) -> None:
+                for name, value in record.items():
+                    live.log_metric(name, value)
+                live.next_step()
+
+            result = fit(model, weighting, train, val, params.train, params.seed, log)
+            live.summary["best_epoch"] = result.best_epoch
+            live.summary["best_val_accuracy"] = result.best_val
+        _drop_dvclive_litter(tmp)
+        save_checkpoint(
+            model_path,
+            config,
+            {k: v.cpu() for k, v in result.best_state.items()},
+            alphabets,
+            characters,
+            as_dict(params),
+            {"best_epoch": result.best_epoch, "val_accuracy": result.best_val},
+        )
+    return result
+
+
+def _drop_dvclive_litter(folder: Path) -> None:
+    # DVCLive writes a report.html or images folder only when asked; keep the outputs exact.
+    for name in ("report.html", "report.md", "static"):
+        path = Path(folder) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -1,0 +1,123 @@
+"""The one training loop, for both models: what differs (inputs, heads, loss weighting) is
+carried by the model (``inputs``, ``tasks``) and the :class:`LossWeighting` passed in.
+
+Batches are made by indexing one uint8 tensor that already lives on the device; there is no
+DataLoader, no per-sample Python and no PNG decoding here.
+"""
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .packed import Split
+from .params import Train
+from .weighting import LossWeighting
+
+
+@dataclass
+class FitResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int  # 1-based
+    best_val: dict[str, float]  # validation accuracy per task at the best epoch
+    images_per_s: float  # training throughput over all epochs, evaluation excluded
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    # The fused kernel does Adam's update in one pass over the weights: on a CPU it is ~1.5x
+    # faster per step for this network, whose step is dominated by memory traffic.
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=lr, fused=fused)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: Split, precision: str = "fp32", batch_size: int = 1024) -> dict[str, torch.Tensor]:
+    """Logits per task for every row of ``split``, in row order, as float32 on the split's device."""
+    was_training = model.training
+    model.eval()
+    device = split.images.device
+    chunks: dict[str, list[torch.Tensor]] = {t: [] for t in model.tasks}
+    for start in range(0, len(split), batch_size):
+        batch = split.batch(torch.arange(start, min(start + batch_size, len(split)), device=device))
+        with autocast(device, precision):
+            out = model(*(batch[k] for k in model.inputs))
+        for t in model.tasks:
+            chunks[t].append(out[t].float())
+    model.train(was_training)
+    return {t: torch.cat(c) for t, c in chunks.items()}
+
+
+def accuracy(model: nn.Module, split: Split, precision: str = "fp32") -> dict[str, float]:
+    logits = predict(model, split, precision)
+    return {t: (logits[t].argmax(1) == split.labels[t]).float().mean().item() for t in model.tasks}
+
+
+def fit(
+    model: nn.Module,
+    weighting: LossWeighting,
+    train: Split,
+    val: Split,
+    cfg: Train,
+    seed: int,
+    on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, record: None,
+) -> FitResult:
+    """Train ``model`` on ``train`` for ``cfg.epochs``; keep the weights of the best epoch.
+
+    "Best" is the highest mean validation accuracy over the model's tasks (earliest on ties).
+    ``on_epoch(epoch, record)`` receives each epoch's training loss and validation accuracy per
+    task and the loss weights in use.
+    """
+    device = train.images.device
+    optimizer = make_optimizer([*model.parameters(), *weighting.parameters()], cfg.lr, device)
+    order = torch.Generator().manual_seed(seed)  # shuffling, independent of the init's stream
+    n, bs = len(train), cfg.batch_size
+    steps = (n + bs - 1) // bs
+    best: FitResult | None = None
+    train_seconds = 0.0
+    bar = tqdm(total=cfg.epochs * steps, unit="batch", disable=None, leave=False)
+    for epoch in range(1, cfg.epochs + 1):
+        bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+        model.train()
+        # Loss sums stay on the device: reading them each step would sync the GPU every batch.
+        loss_sums = torch.zeros(len(model.tasks), device=device)
+        start = time.perf_counter()
+        for idx in torch.randperm(n, generator=order).to(device).split(bs):
+            batch = train.batch(idx)
+            with autocast(device, cfg.precision):
+                out = model(*(batch[k] for k in model.inputs))
+            losses = {t: F.cross_entropy(out[t].float(), batch[t]) for t in model.tasks}
+            total = weighting(losses)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            loss_sums += torch.stack([losses[t].detach() for t in model.tasks]) * idx.shape[0]
+            bar.update()
+        mean_loss = dict(zip(model.tasks, (loss_sums / n).tolist(), strict=True))
+        train_seconds += time.perf_counter() - start
+        weighting.end_epoch(mean_loss)
+        val_acc = accuracy(model, val, cfg.precision)
+        record = {f"train/loss/{t}": v for t, v in mean_loss.items()}
+        record |= {f"val/accuracy/{t}": v for t, v in val_acc.items()}
+        record |= {f"weight/{t}": v for t, v in weighting.effective_weights().items() if t in model.tasks}
+        if hasattr(weighting, "log_var"):
+            record |= {f"log_var/{t}": v for t, v in zip(weighting.tasks, weighting.log_var.tolist(), strict=True)}
+        on_epoch(epoch, record)
+        bar.set_postfix({f"val_{t}": f"{v:.3f}" for t, v in val_acc.items()})
+        score = sum(val_acc.values()) / len(val_acc)
+        if best is None or score > sum(best.best_val.values()) / len(best.best_val):
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = FitResult(state, epoch, val_acc, 0.0)
+    bar.close()
+    best.images_per_s = n * cfg.epochs / train_seconds
+    return best

@@ -1,0 +1,93 @@
+"""How task losses become one loss: static weights, optional normalisation, learned weights.
+
+The notebook's recipe for losses on different scales, ``loss / torch.max(loss)``, divides a
+scalar by itself: the result is the constant 1 and its gradient is zero, so nothing trains.
+``normalize`` here divides each task loss by a *detached* running mean of its own magnitude:
+the gradient keeps its direction (scaled by 1 / magnitude), and multiplying one task's loss by
+any constant leaves the weighted sum unchanged, because its running mean scales by the same
+constant.
+"""
+
+import torch
+from torch import nn
+
+
+class LossWeighting(nn.Module):
+    """Combine ``{task: loss}`` into one scalar.
+
+    method:
+      - ``static``: sum of ``weight[t] * loss[t]``.
+      - ``uncertainty``: Kendall, Gal & Cipolla (2018), "Multi-task learning using uncertainty to
+        weigh losses": a learned log-variance ``s[t]`` per task,
+        ``weight[t] * (0.5 * exp(-s[t]) * loss[t] + 0.5 * s[t])`` (the form of LibMTL).
+        ``s`` are parameters: pass this module's parameters to the optimizer.
+      - ``dwa``: Dynamic Weight Average (Liu, Johns & Davison 2019): from the third epoch,
+        ``lambda[t] = K * softmax_t(r[t] / T)`` with ``r[t]`` the ratio of task t's mean loss in
+        the last two epochs and T = 2; the loss is ``sum weight[t] * lambda[t] * loss[t]``.
+    normalize: divide each loss by a detached running mean of its magnitude first (EMA with
+    ``momentum``, started at the first value).
+    """
+
+    def __init__(
+        self,
+        weights: dict[str, float],
+        method: str = "static",
+        normalize: bool = False,
+        momentum: float = 0.9,
+        temperature: float = 2.0,
+    ):
+        super().__init__()
+        self.tasks = tuple(weights)
+        self.method = method
+        self.normalize = normalize
+        self.momentum = momentum
+        self.temperature = temperature
+        self.register_buffer("weight", torch.tensor([weights[t] for t in self.tasks], dtype=torch.float32))
+        self.register_buffer("magnitude", torch.ones(len(self.tasks)))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("dwa", torch.ones(len(self.tasks)))
+        self.epoch_losses: list[torch.Tensor] = []  # mean task losses of past epochs, for DWA
+        if method == "uncertainty":
+            self.log_var = nn.Parameter(torch.zeros(len(self.tasks)))
+        elif method not in ("static", "dwa"):
+            raise ValueError(f"unknown loss weighting method {method!r}")
+
+    def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = torch.stack([losses[t] for t in self.tasks]).float()
+        if self.normalize:
+            loss = loss / self._update_magnitude(loss.detach())
+        if self.method == "uncertainty":
+            per_task = 0.5 * torch.exp(-self.log_var) * loss + 0.5 * self.log_var
+        elif self.method == "dwa":
+            per_task = self.dwa * loss
+        else:
+            per_task = loss
+        return (self.weight * per_task).sum()
+
+    def _update_magnitude(self, value: torch.Tensor) -> torch.Tensor:
+        # torch.where rather than an `if` on a tensor: no host sync inside the training step.
+        ema = self.momentum * self.magnitude + (1 - self.momentum) * value
+        self.magnitude.copy_(torch.where(self.seen, ema, value))
+        self.seen.fill_(True)
+        return self.magnitude
+
+    @torch.no_grad()
+    def end_epoch(self, mean_losses: dict[str, float]) -> None:
+        """Record this epoch's mean task losses; DWA sets next epoch's lambdas from them."""
+        self.epoch_losses.append(torch.tensor([mean_losses[t] for t in self.tasks], dtype=torch.float32))
+        if self.method == "dwa" and len(self.epoch_losses) >= 2:
+            ratio = self.epoch_losses[-1] / self.epoch_losses[-2]
+            lam = len(self.tasks) * torch.softmax(ratio / self.temperature, dim=0)
+            self.dwa.copy_(lam.to(self.dwa.device))
+
+    @torch.no_grad()
+    def effective_weights(self) -> dict[str, float]:
+        """The factor each raw task loss is multiplied by in the total, as of now."""
+        w = self.weight.clone()
+        if self.normalize:
+            w = w / self.magnitude
+        if self.method == "uncertainty":
+            w = w * 0.5 * torch.exp(-self.log_var)
+        elif self.method == "dwa":
+            w = w * self.dwa
+        return dict(zip(self.tasks, w.tolist(), strict=True))

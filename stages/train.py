@@ -1,0 +1,31 @@
+"""Stages train_multi_input and train_multi_output:
+data/packed + data/index -> models/<kind>.pt, metrics/train_<kind>/
+
+    python stages/train.py multi_input|multi_output
+"""
+
+import sys
+from pathlib import Path
+
+from omniglot_mtl.errors import run_stage
+from omniglot_mtl.params import load_params
+from omniglot_mtl.train_model import train_model
+
+
+def main() -> None:
+    (kind,) = sys.argv[1:]
+    params = load_params()
+    result = train_model(
+        params,
+        kind,
+        packed_dir=Path("data/packed"),
+        index_dir=Path("data/index"),
+        model_path=Path(f"models/{kind}.pt"),
+        metrics_dir=Path(f"metrics/train_{kind}"),
+    )
+    val = ", ".join(f"{task} {acc:.3f}" for task, acc in result.best_val.items())
+    print(f"{kind}: best epoch {result.best_epoch}, val accuracy {val}, {result.images_per_s:.0f} images/s")
+
+
+if __name__ == "__main__":
+    run_stage(main)
