@@ -14,7 +14,15 @@ from .models import ModelConfig, build_model
 FORMAT = 1
 
 
-def save_checkpoint(path: Path, config: ModelConfig, state_dict: dict, alphabets: dict, characters: dict, params: dict, extra: dict) -> None:
+def save_checkpoint(
+    path: Path,
+    config: ModelConfig,
+    state_dict: dict,
+    alphabets: dict,
+    characters: dict,
+    params: dict,
+    extra: dict,
+) -> None:
     checkpoint = {
         "format": FORMAT,
         "config": config.to_dict(),
@@ -38,5 +46,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     except FileNotFoundError:
         raise InputError(f"{path}: checkpoint not found") from None
     except Exception as err:  # a damaged, foreign or tampered file: say which, not a traceback
-        raise InputError(f"{path}: not a checkpoint of this project ({type(err).__name__}: {err})".splitlines()[0]) from None
+        raise InputError(
+            f"{path}: not a checkpoint of this project ({type(err).__name__}: {err})".splitlines()[0]
+        ) from None
     return model.to(device).eval(), checkpoint

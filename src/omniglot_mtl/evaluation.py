@@ -52,7 +52,9 @@ def character_alphabet(alphabets: dict[str, int], characters: dict[str, int]) ->
     return table
 
 
-def evaluate(model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, device: torch.device) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def evaluate(
+    model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, device: torch.device
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Return ``(metrics, per_alphabet, alphabet_confusion)`` for the checkpoints in ``model_paths``."""
     alphabets, characters = read_maps(index_dir)
     alphabet_names = sorted(alphabets, key=alphabets.get)
@@ -72,7 +74,13 @@ def evaluate(model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, de
         hits = torch.zeros(len(alphabets), device=device).index_add_(0, true_alpha, correct)
         counts = torch.bincount(true_alpha, minlength=len(alphabets)).clamp(min=1)
         per_alphabet.append(
-            pd.DataFrame({"alphabet": alphabet_names, "model": kind, "accuracy": (hits / counts).cpu().numpy().round(6)})
+            pd.DataFrame(
+                {
+                    "alphabet": alphabet_names,
+                    "model": kind,
+                    "accuracy": (hits / counts).cpu().numpy().round(6),
+                }
+            )
         )
         if "alphabet" in logits:
             pred_alpha = logits["alphabet"].argmax(1)
@@ -88,7 +96,14 @@ def evaluate(model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, de
     return metrics, pd.concat(per_alphabet, ignore_index=True), confusion
 
 
-def write_evaluation(model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, device: torch.device, metrics_path: Path, plots_dir: Path) -> dict:
+def write_evaluation(
+    model_paths: dict[str, Path],
+    packed_dir: Path,
+    index_dir: Path,
+    device: torch.device,
+    metrics_path: Path,
+    plots_dir: Path,
+) -> dict:
     metrics, per_alphabet, confusion = evaluate(model_paths, packed_dir, index_dir, device)
     with atomic_dir(plots_dir) as tmp:
         per_alphabet.to_csv(tmp / "character_accuracy_per_alphabet.csv", index=False)

@@ -28,7 +28,7 @@ def decode(path: Path, size: int) -> np.ndarray:
             gray = img.convert("L")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InputError(f"{path}: cannot decode as an image ({err})") from None
-    return np.asarray(TF.resize(gray, [size, size]), dtype=np.uint8)
+    return np.array(TF.resize(gray, [size, size]), dtype=np.uint8)
 
 
 def _decode_chunk(args: tuple[list[str], int]) -> np.ndarray:

@@ -71,7 +71,9 @@ def character_strokes(seed: int, a: int, c: int, style: AlphabetStyle) -> list[n
             corner = start + length * direction
             turn = angle + rng.choice([-1, 1]) * math.pi * 2 / 3
             end = corner + 0.4 * length * np.array([math.cos(turn), math.sin(turn)])
-            pts = np.concatenate([start + t[:6] / t[5] * (corner - start), corner + t[1:7] / t[6] * (end - corner)])
+            pts = np.concatenate(
+                [start + t[:6] / t[5] * (corner - start), corner + t[1:7] / t[6] * (end - corner)]
+            )
         strokes.append(np.clip(pts, 0.05, 0.95))
     return strokes
 

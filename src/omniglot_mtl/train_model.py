@@ -17,7 +17,9 @@ from .training import FitResult, fit
 from .weighting import LossWeighting
 
 
-def train_model(params: Params, kind: str, packed_dir: Path, index_dir: Path, model_path: Path, metrics_dir: Path) -> FitResult:
+def train_model(
+    params: Params, kind: str, packed_dir: Path, index_dir: Path, model_path: Path, metrics_dir: Path
+) -> FitResult:
     """Train the ``kind`` model ("multi_input" or "multi_output") and write its outputs.
 
     Writes ``model_path`` (weights of the best validation epoch) and, under ``metrics_dir``,

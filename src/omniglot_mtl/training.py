@@ -42,7 +42,9 @@ def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optim
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: Split, precision: str = "fp32", batch_size: int = 1024) -> dict[str, torch.Tensor]:
+def predict(
+    model: nn.Module, split: Split, precision: str = "fp32", batch_size: int = 1024
+) -> dict[str, torch.Tensor]:
     """Logits per task for every row of ``split``, in row order, as float32 on the split's device."""
     was_training = model.training
     model.eval()
@@ -109,9 +111,12 @@ def fit(
         val_acc = accuracy(model, val, cfg.precision)
         record = {f"train/loss/{t}": v for t, v in mean_loss.items()}
         record |= {f"val/accuracy/{t}": v for t, v in val_acc.items()}
-        record |= {f"weight/{t}": v for t, v in weighting.effective_weights().items() if t in model.tasks}
+        if len(model.tasks) > 1:  # a single task's weight is always 1: no curve for it
+            record |= {f"weight/{t}": v for t, v in weighting.effective_weights().items()}
         if hasattr(weighting, "log_var"):
-            record |= {f"log_var/{t}": v for t, v in zip(weighting.tasks, weighting.log_var.tolist(), strict=True)}
+            record |= {
+                f"log_var/{t}": v for t, v in zip(weighting.tasks, weighting.log_var.tolist(), strict=True)
+            }
         on_epoch(epoch, record)
         bar.set_postfix({f"val_{t}": f"{v:.3f}" for t, v in val_acc.items()})
         score = sum(val_acc.values()) / len(val_acc)

@@ -1,0 +1,143 @@
+"""Synthetic generator, layout scan, index and split, on tiny generated folders."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_set, write_png
+from PIL import Image
+
+from omniglot_mtl.errors import InputError
+from omniglot_mtl.index import build_index, write_index
+from omniglot_mtl.layout import scan_sets
+from omniglot_mtl.params import Split
+from omniglot_mtl.synthetic import generate
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*.png"))
+    }
+
+
+def test_synthetic_is_deterministic_and_in_omniglot_layout(tmp_path):
+    assert generate(tmp_path / "a", seed=3, alphabets=2, characters=3, drawers=4) == 24
+    generate(tmp_path / "b", seed=3, alphabets=2, characters=3, drawers=4)
+    generate(tmp_path / "c", seed=4, alphabets=2, characters=3, drawers=4)
+    a, b, c = (digest(tmp_path / x) for x in "abc")
+    assert a == b
+    assert a.keys() == c.keys() and a != c
+    assert sorted(a)[:2] == ["Synthetic_01/character01/0001_01.png", "Synthetic_01/character01/0001_02.png"]
+    assert sorted(a)[-1] == "Synthetic_02/character03/0006_04.png"
+    img = Image.open(tmp_path / "a" / sorted(a)[0])
+    assert img.size == (105, 105) and img.mode == "1"
+    pixels = np.asarray(img)
+    assert 0.01 < 1 - pixels.mean() < 0.4  # black strokes on a white page
+
+
+def test_synthetic_drawings_of_one_character_look_alike(tmp_path):
+    # Learnable: a character's drawings by different drawers overlap more than drawings of
+    # different characters; not trivial: no two drawings are the same.
+    generate(tmp_path, seed=0, alphabets=2, characters=3, drawers=6)
+    ink = {}
+    for p in sorted(tmp_path.rglob("*.png")):
+        ink.setdefault(p.parent, []).append(np.asarray(Image.open(p).resize((26, 26))) == 0)
+
+    def overlap(a, b):
+        return (a & b).sum() / max((a | b).sum(), 1)
+
+    chars = list(ink.values())
+    same = np.mean([overlap(c[i], c[j]) for c in chars for i in range(6) for j in range(i + 1, 6)])
+    diff = np.mean(
+        [overlap(a[i], b[i]) for k, a in enumerate(chars) for b in chars[k + 1 :] for i in range(6)]
+    )
+    assert same > 2 * diff
+    assert len({d.tobytes() for c in chars for d in c}) == 36
+
+
+def test_index_counts_maps_and_drawer_split(tmp_path):
+    raw = tmp_path / "raw"
+    n = make_set(raw / "images_background", {"Beta": 2, "Alpha": 3}, drawers=5)
+    make_set(raw / "images_evaluation", {"Gamma": 1}, drawers=5, first_id=50)
+    (raw / "images_background" / ".DS_Store").write_text("x")
+    (raw / "images_background" / "Alpha" / "character01" / "Thumbs.db").write_text("x")
+    (raw / "images_background" / "README.txt").write_text("x")
+    scan = scan_sets(raw)
+    assert len(scan.drawings) == n + 5 == 30
+    assert scan.skipped == [
+        "images_background/.DS_Store",
+        "images_background/README.txt",
+        "images_background/Alpha/character01/Thumbs.db",
+    ]
+    assert scan.skipped_summary().startswith("skipped 3 file(s) that are not drawings: ")
+
+    manifests, _ = write_index(raw, Split(val_drawers=(4,), test_drawers=(5,)), tmp_path / "index")
+    out = tmp_path / "index"
+    assert json.loads((out / "alphabets.json").read_text()) == {"Alpha": 0, "Beta": 1, "Gamma": 2}
+    chars = json.loads((out / "characters.json").read_text())
+    assert list(chars) == [
+        "Alpha/character01",
+        "Alpha/character02",
+        "Alpha/character03",
+        "Beta/character01",
+        "Beta/character02",
+        "Gamma/character01",
+    ]
+    assert list(chars.values()) == list(range(6))
+    assert {k: len(v) for k, v in manifests.items()} == {"train": 18, "val": 6, "test": 6}
+    assert set(manifests["val"]["drawer"]) == {4} and set(manifests["test"]["drawer"]) == {5}
+    assert set(manifests["train"]["drawer"]) == {1, 2, 3}
+    first = manifests["train"].iloc[0].to_dict()
+    assert first == {
+        "path": "images_background/Alpha/character01/0003_01.png",
+        "set": "images_background",
+        "alphabet": "Alpha",
+        "character": "Alpha/character01",
+        "drawer": 1,
+        "alphabet_idx": 0,
+        "character_idx": 0,
+    }
+    csv = (out / "train.csv").read_text().splitlines()
+    assert csv[0] == "path,set,alphabet,character,drawer,alphabet_idx,character_idx"
+    assert len(csv) == 19
+
+
+def test_index_is_identical_on_a_second_run(tmp_path):
+    make_set(tmp_path / "raw" / "s", {"B": 2, "A": 2}, drawers=4)
+    write_index(tmp_path / "raw", Split((3,), (4,)), tmp_path / "one")
+    write_index(tmp_path / "raw", Split((3,), (4,)), tmp_path / "two")
+    for name in ("train.csv", "val.csv", "test.csv", "alphabets.json", "characters.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (
+            lambda r: write_png(r / "s" / "A" / "character01" / "first_01.png", 1),
+            "first_01.png: file name is not <id>_<drawer>.png",
+        ),
+        (
+            lambda r: (r / "s" / "A" / "character09").mkdir(),
+            "character09: character folder holds no drawings",
+        ),
+        (lambda r: (r / "s" / "Empty").mkdir(), "Empty: alphabet folder has no character folders"),
+    ],
+)
+def test_bad_layouts_fail_naming_the_path(tmp_path, breakage, message):
+    make_set(tmp_path / "s", {"A": 2}, drawers=3)
+    breakage(tmp_path)
+    with pytest.raises(InputError, match=message):
+        scan_sets(tmp_path)
+
+
+def test_split_drawers_must_exist_and_leave_some_to_train(tmp_path):
+    make_set(tmp_path / "s", {"A": 2}, drawers=3)
+    scan = scan_sets(tmp_path)
+    with pytest.raises(InputError, match=r"data.split.test_drawers: no drawings by drawer\(s\) \[18, 19\]"):
+        build_index(scan, Split((1,), (18, 19)))
+    with pytest.raises(InputError, match="none is left to train"):
+        build_index(scan, Split((1, 2), (3,)))

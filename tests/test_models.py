@@ -1,0 +1,70 @@
+"""The models are the notebook's networks, sized from the data."""
+
+import torch
+from torch import nn
+
+from omniglot_mtl.models import ModelConfig, build_model
+
+
+class NotebookMultiInput(nn.Module):  # copied from the seed notebook
+    def __init__(self, num_alphabets=30, num_classes=964):
+        super().__init__()
+        self.image_layer = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=1),
+            nn.MaxPool2d(kernel_size=2),
+            nn.ELU(),
+            nn.Flatten(),
+            nn.Linear(16 * 32 * 32, 128),
+        )
+        self.alphabet_layer = nn.Sequential(nn.Linear(num_alphabets, 8), nn.ELU())
+        self.classifier = nn.Sequential(nn.Linear(128 + 8, num_classes))
+
+    def forward(self, x_image, x_alphabet):
+        return self.classifier(torch.cat((self.image_layer(x_image), self.alphabet_layer(x_alphabet)), dim=1))
+
+
+class NotebookMultiOutput(nn.Module):  # copied from the seed notebook, sizes made arguments
+    def __init__(self, num_alpha, num_char):
+        super().__init__()
+        self.image_layer = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=1),
+            nn.MaxPool2d(kernel_size=2),
+            nn.ELU(),
+            nn.Flatten(),
+            nn.Linear(16 * 32 * 32, 128),
+        )
+        self.classifier_alpha = nn.Linear(128, num_alpha)
+        self.classifier_char = nn.Linear(128, num_char)
+
+    def forward(self, x):
+        x = self.image_layer(x)
+        return self.classifier_alpha(x), self.classifier_char(x)
+
+
+def test_multi_input_is_the_notebook_network():
+    torch.manual_seed(0)
+    ref = NotebookMultiInput(30, 964)
+    ours = build_model(ModelConfig("multi_input", n_alphabets=30, n_characters=964))
+    ours.load_state_dict(ref.state_dict())  # same names, same shapes
+    image, alphabet = torch.rand(5, 1, 64, 64), torch.tensor([0, 3, 29, 7, 7])
+    expected = ref(image, nn.functional.one_hot(alphabet, 30).float())
+    assert torch.allclose(ours(image, alphabet)["character"], expected, atol=1e-6)
+
+
+def test_multi_output_is_the_notebook_network():
+    torch.manual_seed(0)
+    ref = NotebookMultiOutput(30, 964)
+    ours = build_model(ModelConfig("multi_output", n_alphabets=30, n_characters=964))
+    ours.load_state_dict(ref.state_dict())
+    image = torch.rand(4, 1, 64, 64)
+    alpha, char = ref(image)
+    out = ours(image)
+    assert torch.allclose(out["alphabet"], alpha) and torch.allclose(out["character"], char)
+
+
+def test_sizes_come_from_the_config():
+    model = build_model(ModelConfig("multi_output", n_alphabets=3, n_characters=11, image_size=20))
+    out = model(torch.rand(2, 1, 20, 20))
+    assert out["alphabet"].shape == (2, 3) and out["character"].shape == (2, 11)
+    assert model.image_layer[4].in_features == 16 * 10 * 10
+    assert model.inputs == ("image",) and model.tasks == ("alphabet", "character")

@@ -1,0 +1,66 @@
+"""Stage pack: arrays equal to what the notebook's loader feeds its network."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_set, run_stage
+from PIL import Image
+from torchvision import transforms
+
+from omniglot_mtl.errors import InputError
+from omniglot_mtl.index import write_index
+from omniglot_mtl.packed import decode, decode_all, load_split, write_packed
+from omniglot_mtl.params import Split
+from omniglot_mtl.synthetic import generate
+
+
+def test_decode_matches_the_notebook_transform(tmp_path):
+    generate(tmp_path, seed=1, alphabets=2, characters=2, drawers=3)
+    notebook = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
+    paths = sorted(tmp_path.rglob("*.png"))
+    for path in paths[:4]:
+        expected = notebook(Image.open(path).convert("L"))  # (1, 64, 64) floats in [0, 1]
+        ours = torch.from_numpy(decode(path, 64)).float().div(255)
+        assert torch.equal(ours, expected[0])
+    # Several processes give the same array, in the same order, as one.
+    assert np.array_equal(decode_all(paths, 32, workers=2), np.stack([decode(p, 32) for p in paths]))
+
+
+def test_pack_writes_one_array_per_split(tmp_path):
+    make_set(tmp_path / "raw" / "s", {"A": 2, "B": 1}, drawers=4)
+    write_index(tmp_path / "raw", Split((3,), (4,)), tmp_path / "index")
+    counts = write_packed(tmp_path / "index", tmp_path / "raw", 16, tmp_path / "packed")
+    assert counts == {"train": 6, "val": 3, "test": 3}
+    train = load_split(tmp_path / "packed", "train")
+    manifest = pd.read_csv(tmp_path / "index" / "train.csv")
+    assert train.images.shape == (6, 1, 16, 16) and train.images.dtype == torch.uint8
+    assert train.labels["character"].tolist() == manifest["character_idx"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert train.labels["alphabet"].tolist() == [0, 0, 0, 0, 1, 1]
+    assert torch.equal(
+        train.images[3, 0], torch.from_numpy(decode(tmp_path / "raw" / manifest["path"][3], 16))
+    )
+    batch = train.batch(torch.tensor([5, 0]))
+    assert batch["image"].dtype == torch.float32 and batch["image"].max() <= 1.0
+    assert batch["character"].tolist() == [2, 0]
+
+
+def test_undecodable_png_names_the_file_and_writes_nothing(tmp_path):
+    make_set(tmp_path / "raw" / "s", {"A": 2}, drawers=3)
+    bad = tmp_path / "raw" / "s" / "A" / "character02" / "0002_02.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write_index(tmp_path / "raw", Split((2,), (3,)), tmp_path / "index")
+    with pytest.raises(InputError, match=r"0002_02.png: cannot decode as an image"):
+        write_packed(tmp_path / "index", tmp_path / "raw", 16, tmp_path / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "raw"]
+
+
+def test_stage_reports_bad_input_in_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  split: {val_drawers: [1, 2], test_drawers: [2]}\n")
+    result = run_stage("index.py", tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == "error: params.yaml: data.split: drawer(s) [2] listed in both val_drawers and test_drawers\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

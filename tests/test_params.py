@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from omniglot_mtl.devices import resolve_device
+from omniglot_mtl.errors import InputError
+from omniglot_mtl.params import ParamError, Params, as_dict, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_project_params_are_the_documented_defaults():
+    params = load_params(ROOT / "params.yaml")
+    assert params == Params()
+    assert params.data.split.val_drawers == (15, 16, 17)
+    assert params.train.batch_size == 32 and params.train.lr == 0.001 and params.train.epochs == 10
+    assert params.loss.weights == {"alphabet": 1.0, "character": 1.0}
+
+
+def test_as_dict_round_trips_through_yaml():
+    plain = as_dict(Params())
+    assert plain["data"]["split"]["test_drawers"] == [18, 19, 20]
+    assert yaml.safe_load(yaml.safe_dump(plain)) == plain
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "data: {split: {val_drawers: [15, 16], test_drawers: [16, 17]}}",
+            "data.split: drawer(s) [16] listed in both",
+        ),
+        ("train: {lr: -1}", "train.lr: must be > 0, got -1"),
+        ("train: {epochs: ten}", "train.epochs: must be an integer, got 'ten'"),
+        ("train: {batch_size: true}", "train.batch_size: must be an integer, got True"),
+        ("loss: {char_wieght: 2}", "loss.char_wieght: unknown key"),
+        ("loss: {method: magic}", "loss.method: must be one of ['static', 'uncertainty', 'dwa']"),
+        ("data: {sets: [background, extra]}", "data.sets: must list some of"),
+        ("data: {image_size: 63}", "data.image_size: must be an even number >= 8, got 63"),
+        ("data: {split: {val_drawers: 15}}", "data.split.val_drawers: must be a list, got 15"),
+        ("loss: {alpha_weight: 0, char_weight: 0}", "loss: alpha_weight and char_weight are both 0"),
+    ],
+)
+def test_bad_values_name_their_key(tmp_path, text, message):
+    with pytest.raises(ParamError) as err:
+        load_params(write(tmp_path, text))
+    assert str(err.value).startswith("params.yaml: ")
+    assert message in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_params(write(tmp_path, "data: [unclosed"))
+
+
+def test_device_that_is_not_there_fails_listing_what_is(monkeypatch):
+    # Pretend to be a machine with neither CUDA nor MPS, whatever this one has.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(
+        ParamError, match=r"^params.yaml: device: 'cuda' is not available here; available: auto, cpu$"
+    ):
+        resolve_device("cuda")
+    with pytest.raises(ParamError, match="'gpu' is not available here"):
+        resolve_device("gpu")

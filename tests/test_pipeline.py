@@ -1,0 +1,204 @@
+"""The real `dvc` CLI over the real pipeline, in a temporary git repository, on tiny data."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_project, dvc, git, make_set
+
+TINY = {
+    "data": {
+        "image_size": 16,
+        "split": {"val_drawers": [5], "test_drawers": [6]},
+        "synthetic": {"alphabets": 3, "characters": 4, "drawers": 6},
+    },
+    "train": {"epochs": 2, "batch_size": 16},
+    "device": "cpu",
+}
+
+
+def set_params(repo: Path, changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+
+    def merge(into: dict, new: dict) -> None:
+        for k, v in new.items():
+            if isinstance(v, dict):
+                merge(into.setdefault(k, {}), v)
+            else:
+                into[k] = v
+
+    merge(params, changes)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def ran(output: str) -> list[str]:
+    """Stages that `dvc repro` / `dvc exp run` actually ran (not skipped, not restored from cache)."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def exp_rows(repo: Path) -> list[dict]:
+    """Every commit and experiment row of `dvc exp show --json` (not the workspace), flattened."""
+    rows = []
+    for commit in json.loads(dvc(repo, "exp", "show", "--json").stdout)[1:]:
+        for entry in [commit] + [e for exp in commit.get("experiments") or [] for e in exp["revs"]]:
+            data = entry.get("data") or {}
+            if data:
+                rows.append(
+                    {
+                        "name": entry.get("name") or entry["rev"],
+                        "status": data.get("status"),
+                        "params": data["params"]["params.yaml"]["data"],
+                        "metrics": data["metrics"].get("metrics/evaluate.json", {}).get("data"),
+                    }
+                )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The project, reproduced once with tiny params and committed."""
+    repo = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
+    set_params(repo, TINY)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "project")  # as in a user's clone (DVCLive fails in a repo with no commit)
+    first = dvc(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "baseline")
+    return repo, first.stdout
+
+
+def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
+    repo, output = pipeline
+    assert ran(output) == ["fetch", "index", "pack", "train_multi_input", "train_multi_output", "evaluate"]
+    metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert set(metrics) == {"multi_input", "multi_output", "test_images"}
+    assert set(metrics["multi_input"]) == {"character"}
+    assert set(metrics["multi_output"]) == {"alphabet", "character", "consistency"}
+    assert set(metrics["multi_output"]["character"]) == {"accuracy", "top5", "macro_accuracy"}
+    assert metrics["test_images"] == 12  # 3 alphabets x 4 characters x drawer 6
+    assert sorted(p.name for p in (repo / "models").glob("*.pt")) == ["multi_input.pt", "multi_output.pt"]
+    confusion = (repo / "metrics" / "evaluate" / "alphabet_confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) == 13
+    assert git(repo, "status", "--porcelain") == ""  # every output is either git-tracked or git-ignored
+
+
+def test_noop_repro(pipeline):
+    repo, _ = pipeline
+    out = dvc(repo, "repro").stdout
+    assert ran(out) == [] and "Data and pipelines are up to date." in out
+
+
+def test_metrics_and_plots_are_found_without_arguments(pipeline):
+    repo, _ = pipeline
+    # Declared as stage-level `metrics:`/`plots:` outputs: found with no arguments, and (unlike
+    # plain `cache: false` outs) they let the stages use DVC's run cache.
+    shown = json.loads(dvc(repo, "metrics", "show", "--json").stdout)
+    files = shown[""]["data"] if "" in shown else next(iter(shown.values()))["data"]
+    assert {
+        "metrics/evaluate.json",
+        "metrics/train_multi_input/metrics.json",
+        "metrics/train_multi_output/metrics.json",
+    } <= set(files)
+    plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)["data"]
+    ids = set(plots)
+    bars = plots["metrics/evaluate/character_accuracy_per_alphabet.csv"][0]["content"]
+    assert bars["encoding"]["yOffset"]["field"] == "model"  # our grouped-bar template
+    assert sorted({(v["alphabet"], v["model"]) for v in bars["data"]["values"]}) == [
+        (a, m)
+        for a in ("Synthetic_01", "Synthetic_02", "Synthetic_03")
+        for m in ("multi_input", "multi_output")
+    ]
+    confusion = plots["metrics/evaluate/alphabet_confusion.csv"][0]["content"]
+    assert len(confusion["data"]["values"]) == 12
+    assert any("train_multi_output" in i and "val/accuracy/alphabet" in i for i in ids)
+    assert any("train_multi_input" in i and "val/accuracy/character" in i for i in ids)
+
+
+def test_experiment_workflow(pipeline):
+    repo, _ = pipeline
+    # A loss weight reruns the multi-output branch only.
+    out = dvc(repo, "exp", "run", "-S", "loss.char_weight=2").stdout
+    assert ran(out) == ["train_multi_output", "evaluate"]
+    rows = exp_rows(repo)
+    weights = sorted(r["params"]["loss"]["char_weight"] for r in rows)
+    assert weights == [1.0, 2.0]
+    for row in rows:
+        assert row["metrics"]["multi_output"]["character"]["accuracy"] >= 0
+        assert row["metrics"]["multi_input"]["character"]["accuracy"] >= 0
+    exp_name = next(r["name"] for r in rows if r["params"]["loss"]["char_weight"] == 2.0)
+
+    diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", exp_name, "--all", "--json").stdout)
+    evaluate = diff["metrics/evaluate.json"]
+    for task in (
+        "multi_output.alphabet.accuracy",
+        "multi_output.character.accuracy",
+        "multi_input.character.accuracy",
+    ):
+        assert set(evaluate[task]) == {"old", "new", "diff"}
+    # The multi-input model was not retrained: its test metrics are the same.
+    assert evaluate["multi_input.character.accuracy"]["diff"] == 0
+    assert diff["metrics/train_multi_output/metrics.json"]["weight.character"] == {
+        "old": 1.0,
+        "new": 2.0,
+        "diff": 1.0,
+    }
+
+    # Back to the baseline's weight, then the same experiment again: both come from DVC's run
+    # cache, nothing is trained.
+    for weight in ("1.0", "2"):
+        again = dvc(repo, "exp", "run", "-S", f"loss.char_weight={weight}").stdout
+        assert ran(again) == []
+        assert "Stage 'train_multi_output' is cached - skipping run, checking out outputs" in again
+
+
+def test_queued_sweep(pipeline):
+    repo, _ = pipeline
+    before = len(exp_rows(repo))
+    dvc(repo, "exp", "run", "--queue", "-S", "loss.char_weight=0.5,1,3")
+    dvc(repo, "queue", "start")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        status = dvc(repo, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(1)
+    assert "Failed" not in status, status
+    rows = exp_rows(repo)
+    assert len(rows) == before + 3
+    weights = [r["params"]["loss"]["char_weight"] for r in rows]
+    assert weights.count(0.5) == 1 and weights.count(3.0) == 1
+    assert all(r["metrics"]["multi_output"]["character"]["accuracy"] >= 0 for r in rows)
+
+
+def test_folder_source_is_a_real_dependency(project):
+    src = project.parent / "my_omniglot" / "images_background"
+    make_set(src, {"A": 2, "B": 2}, drawers=6)
+    set_params(project, TINY | {"data": TINY["data"] | {"source": str(src)}})
+    out = dvc(project, "repro", "pack").stdout
+    assert ran(out) == ["fetch", "index", "pack"]
+    assert "index: 2 alphabets, 4 characters; rows: train 16, val 4, test 4" in out
+    assert ran(dvc(project, "repro", "pack").stdout) == []
+    # Adding a drawing to the source reruns everything downstream of it.
+    make_set(src, {"C": 1}, drawers=6, first_id=90)
+    out = dvc(project, "repro", "pack").stdout
+    assert ran(out) == ["fetch", "index", "pack"]
+    assert "index: 3 alphabets, 5 characters; rows: train 20, val 5, test 5" in out
+    # Litter in the source changes its hash, so fetch reruns; its output does not change, so
+    # nothing after it does.
+    (src / ".DS_Store").write_text("x")
+    assert ran(dvc(project, "repro", "pack").stdout) == ["fetch"]
+
+
+def test_bad_param_fails_the_stage_in_one_line(project):
+    set_params(
+        project, TINY | {"data": TINY["data"] | {"split": {"val_drawers": [5, 6], "test_drawers": [6]}}}
+    )
+    result = dvc(project, "repro", "index", check=False)
+    assert result.returncode != 0
+    assert (
+        "error: params.yaml: data.split: drawer(s) [6] listed in both val_drawers and test_drawers"
+        in result.stderr + result.stdout
+    )
+    assert not (project / "data" / "index").exists()

@@ -1,0 +1,105 @@
+"""The training loop and the training stage, on a tiny synthetic set."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from omniglot_mtl.checkpoints import load_checkpoint
+from omniglot_mtl.errors import InputError
+from omniglot_mtl.index import write_index
+from omniglot_mtl.packed import write_packed
+from omniglot_mtl.params import Params, Split, from_dict
+from omniglot_mtl.synthetic import generate
+from omniglot_mtl.train_model import train_model
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    generate(root / "raw" / "synthetic", seed=0, alphabets=3, characters=4, drawers=8)
+    write_index(root / "raw", Split((7,), (8,)), root / "index")
+    write_packed(root / "index", root / "raw", 24, root / "packed")
+    return root
+
+
+def params(**overrides) -> Params:
+    raw = {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}} | overrides
+    return from_dict(Params, raw, "")
+
+
+def train(data: Path, out: Path, kind: str, p: Params):
+    return train_model(p, kind, data / "packed", data / "index", out / f"{kind}.pt", out / f"metrics_{kind}")
+
+
+def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
+    result = train(data, tmp_path, "multi_output", params())
+    model, ckpt = load_checkpoint(tmp_path / "multi_output.pt")
+    raw = torch.load(tmp_path / "multi_output.pt", weights_only=True)
+    assert raw["config"] == {
+        "kind": "multi_output",
+        "n_alphabets": 3,
+        "n_characters": 12,
+        "image_size": 24,
+        "backbone": "seed",
+    }
+    assert list(raw["alphabets"]) == ["Synthetic_01", "Synthetic_02", "Synthetic_03"]
+    assert len(raw["characters"]) == 12 and raw["params"]["train"]["epochs"] == 3
+    assert raw["best_epoch"] == result.best_epoch and raw["val_accuracy"] == result.best_val
+    for k, v in result.best_state.items():
+        assert torch.equal(model.state_dict()[k], v)
+
+    metrics = json.loads((tmp_path / "metrics_multi_output" / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["best_epoch"] == result.best_epoch
+    assert set(metrics["val"]["accuracy"]) == {"alphabet", "character"}
+    curve = (
+        tmp_path / "metrics_multi_output" / "plots" / "metrics" / "val" / "accuracy" / "character.tsv"
+    ).read_text()
+    assert curve.splitlines()[0] == "step\tcharacter" and len(curve.splitlines()) == 4
+    weights = (
+        tmp_path / "metrics_multi_output" / "plots" / "metrics" / "weight" / "alphabet.tsv"
+    ).read_text()
+    assert [line.split("\t")[1] for line in weights.splitlines()[1:]] == ["1.0", "1.0", "1.0"]
+    # Training did something: the best epoch is better than chance on both tasks.
+    assert result.best_val["alphabet"] > 1 / 3 and result.best_val["character"] > 3 / 12
+
+
+def test_cpu_training_is_reproducible(data, tmp_path):
+    a = train(data, tmp_path / "a", "multi_input", params())
+    b = train(data, tmp_path / "b", "multi_input", params())
+    assert a.best_val == b.best_val and a.best_epoch == b.best_epoch
+    assert all(torch.equal(a.best_state[k], b.best_state[k]) for k in a.best_state)
+    assert (tmp_path / "a" / "metrics_multi_input" / "metrics.json").read_text() == (
+        tmp_path / "b" / "metrics_multi_input" / "metrics.json"
+    ).read_text()
+    c = train(data, tmp_path / "c", "multi_input", params(seed=1))
+    assert not all(torch.equal(a.best_state[k], c.best_state[k]) for k in a.best_state)
+
+
+def test_uncertainty_logs_learned_log_variances(data, tmp_path):
+    train(data, tmp_path, "multi_output", params(loss={"method": "uncertainty"}))
+    metrics = json.loads((tmp_path / "metrics_multi_output" / "metrics.json").read_text())
+    assert set(metrics["log_var"]) == {"alphabet", "character"} and metrics["log_var"]["alphabet"] != 0.0
+    w = metrics["weight"]
+    assert w["character"] == pytest.approx(
+        0.5 * torch.exp(torch.tensor(-metrics["log_var"]["character"])).item(), rel=1e-5
+    )
+
+
+def test_bf16_trains_to_similar_accuracy(data, tmp_path):
+    fp32 = train(data, tmp_path / "a", "multi_output", params())
+    bf16 = train(
+        data,
+        tmp_path / "b",
+        "multi_output",
+        params(train={"epochs": 3, "batch_size": 8, "lr": 0.003, "precision": "bf16"}),
+    )
+    for task in ("alphabet", "character"):
+        assert abs(fp32.best_val[task] - bf16.best_val[task]) < 0.15
+
+
+def test_damaged_checkpoint_is_one_clear_error(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=r"m.pt: not a checkpoint of this project"):
+        load_checkpoint(tmp_path / "m.pt")
