@@ -59,7 +59,21 @@ def test_multi_output_is_the_notebook_network():
     image = torch.rand(4, 1, 64, 64)
     alpha, char = ref(image)
     out = ours(image)
-    assert torch.allclose(out["alphabet"], alpha) and torch.allclose(out["character"], char)
+    assert torch.allclose(out["alphabet"], alpha, atol=1e-6)
+    assert torch.allclose(out["character"], char, atol=1e-6)
+
+
+def test_same_seed_same_initial_weights_and_state_dict_as_the_notebook():
+    # The fast layout inside (channels-last, transposed Linear weight) does not show outside.
+    torch.manual_seed(0)
+    ref = NotebookMultiOutput(5, 7)
+    torch.manual_seed(0)
+    ours = build_model(ModelConfig("multi_output", n_alphabets=5, n_characters=7))
+    mine, theirs = ours.state_dict(), ref.state_dict()
+    assert list(mine) == list(theirs)
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    ours.load_state_dict(mine)  # and back in
+    assert all(torch.equal(ours.state_dict()[k], theirs[k]) for k in theirs)
 
 
 def test_sizes_come_from_the_config():

@@ -24,14 +24,62 @@ class ModelConfig:
         return asdict(self)
 
 
+class ChannelsLastLinear(nn.Module):
+    """``nn.Linear`` over a feature map flattened in (c, h, w) order, computed in a faster layout.
+
+    The map arrives channels-last, so flattening it in (h, w, c) order is a free view, and the
+    weight is stored as (in, out) in that order. On a CPU this avoids two layout conversions per
+    step and makes the weight gradient a ~3x faster GEMM (``x.T @ grad`` instead of
+    ``grad.T @ x``). ``state_dict`` still shows ``nn.Linear``'s (out, in) weight in (c, h, w)
+    order, so checkpoints are interchangeable with the notebook's ``nn.Sequential``.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, out_features: int):
+        super().__init__()
+        self.map_shape = (channels, height, width)
+        self.in_features, self.out_features = channels * height * width, out_features
+        linear = nn.Linear(channels * height * width, out_features)  # the notebook's init
+        self.weight = nn.Parameter(self._from_linear(linear.weight.detach()))
+        self.bias = linear.bias
+        self.register_state_dict_post_hook(self._export_weight)
+        self.register_load_state_dict_pre_hook(self._import_weight)
+
+    def _from_linear(self, w: torch.Tensor) -> torch.Tensor:  # (out, c*h*w) -> (h*w*c, out)
+        c, h, w_ = self.map_shape
+        return w.reshape(-1, c, h, w_).permute(2, 3, 1, 0).reshape(h * w_ * c, -1).contiguous()
+
+    def _to_linear(self, w: torch.Tensor) -> torch.Tensor:  # (h*w*c, out) -> (out, c*h*w)
+        c, h, w_ = self.map_shape
+        return w.reshape(h, w_, c, -1).permute(3, 2, 0, 1).reshape(-1, c * h * w_).contiguous()
+
+    @staticmethod
+    def _export_weight(module, state_dict, prefix, local_metadata) -> None:
+        state_dict[prefix + "weight"] = module._to_linear(state_dict[prefix + "weight"])
+
+    @staticmethod
+    def _import_weight(module, state_dict, prefix, *args) -> None:
+        key = prefix + "weight"
+        if key in state_dict and state_dict[key].dim() == 2 and state_dict[key].shape[0] != module.weight.shape[0]:
+            state_dict[key] = module._from_linear(state_dict[key])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x.permute(0, 2, 3, 1).flatten(1), self.weight)
+
+
 def seed_backbone(image_size: int) -> nn.Sequential:
-    """The notebook's image layer, for an S x S input: 16*(S/2)^2 features into 128."""
+    """The notebook's image layer for an S x S input: Conv2d(1, 16, 3, padding=1) -> MaxPool2d(2)
+    -> ELU -> Flatten -> Linear(16 * (S/2)^2, 128), with the notebook's state_dict keys.
+
+    It runs channels-last: PyTorch's CPU max-pool is several times faster on channels-last maps
+    than on NCHW ones, and :class:`ChannelsLastLinear` takes the map without a layout copy.
+    """
+    half = image_size // 2
     return nn.Sequential(
-        nn.Conv2d(1, 16, kernel_size=3, padding=1),
+        nn.Conv2d(1, 16, kernel_size=3, padding=1).to(memory_format=torch.channels_last),
         nn.MaxPool2d(kernel_size=2),
         nn.ELU(),
-        nn.Flatten(),
-        nn.Linear(16 * (image_size // 2) ** 2, FEATURES),
+        nn.Identity(),  # was nn.Flatten; ChannelsLastLinear flattens, and the keys stay 0.* and 4.*
+        ChannelsLastLinear(16, half, half, FEATURES),
     )
 
 

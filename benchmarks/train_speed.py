@@ -1,0 +1,205 @@
+"""Training speed: the notebook's loop against ours, same data, same network, same epochs.
+
+    python benchmarks/train_speed.py DATA_DIR [--epochs 2] [--precisions fp32 bf16] [--json FILE]
+
+DATA_DIR is one set in Omniglot layout, e.g. ../shared/omniglot/images_background. Both loops
+train the multi-input network at batch 32 with Adam (lr 0.001) on the same training split
+(drawers 1-14) and are then scored on the same test split (drawers 18-20), so the accuracies
+are held-out ones and comparable. Each leg runs in a fresh child process, one after the other,
+so that its peak memory is its own and no leg warms the next one's caches.
+
+- notebook: a faithful copy of the seed notebook's loop: a Dataset that opens, converts and
+  resizes each PNG with PIL on every access, a DataLoader (num_workers=0, shuffle) whose collate
+  function builds the one-hot alphabets in Python.
+- ours: :func:`omniglot_mtl.training.fit`, fed from the images decoded once into a uint8
+  tensor (decode time reported on its own, as the `pack` stage pays it once per data set).
+
+Prints a table and a JSON line: images/s over the training epochs, training wall time, peak
+resident memory, held-out accuracy, and speed-up over the notebook loop.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.optim as optim
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from omniglot_mtl.index import build_index
+from omniglot_mtl.layout import scan_alphabets
+from omniglot_mtl.params import Split, Train
+
+BATCH, LR = 32, 0.001
+
+
+def manifests(data_dir: Path):
+    index, alphabets, characters = build_index(scan_alphabets(data_dir, data_dir.name), Split())
+    return index, len(alphabets), len(characters)
+
+
+# --- the notebook's loop, as written there (sizes from the data instead of 30 and 964) ---------
+
+
+class OmniglotDataset(Dataset):
+    def __init__(self, transform, samples):
+        self.transform = transform
+        self.samples = samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, idx):
+        img_path, alphabet, label = self.samples[idx]
+        img = Image.open(img_path).convert("L")
+        img = self.transform(img)
+        return img, alphabet, label
+
+
+class Net(nn.Module):
+    def __init__(self, num_alphabets=30, num_classes=964):
+        super().__init__()
+        self.image_layer = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=1),
+            nn.MaxPool2d(kernel_size=2),
+            nn.ELU(),
+            nn.Flatten(),
+            nn.Linear(16 * 32 * 32, 128),
+        )
+        self.alphabet_layer = nn.Sequential(nn.Linear(num_alphabets, 8), nn.ELU())
+        self.classifier = nn.Sequential(nn.Linear(128 + 8, num_classes))
+
+    def forward(self, x_image, x_alphabet):
+        x_image = self.image_layer(x_image)
+        x_alphabet = self.alphabet_layer(x_alphabet)
+        x = torch.cat((x_image, x_alphabet), dim=1)
+        return self.classifier(x)
+
+
+def custom_collate_fn(batch, num_alphabets):
+    images, alphabets, labels = zip(*batch, strict=True)
+    images = torch.stack(images)
+    labels = torch.tensor(labels, dtype=torch.long)
+    alphabet_tensor = torch.zeros(len(alphabets), num_alphabets)
+    for i, alphabet_idx in enumerate(alphabets):
+        alphabet_tensor[i, alphabet_idx] = 1.0
+    return images, alphabet_tensor, labels
+
+
+def notebook_leg(data_dir: Path, epochs: int, precision: str) -> dict:
+    index, n_alpha, n_char = manifests(data_dir)
+
+    def samples(frame):
+        return [
+            (str(data_dir / p), a, c)
+            for p, a, c in zip(frame["path"], frame["alphabet_idx"], frame["character_idx"], strict=True)
+        ]
+
+    transform = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
+    collate = lambda b: custom_collate_fn(b, n_alpha)  # noqa: E731  (as in the notebook)
+    loader = DataLoader(OmniglotDataset(transform, samples(index["train"])), shuffle=True, batch_size=BATCH, collate_fn=collate)
+    net = Net(n_alpha, n_char)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = optim.Adam(net.parameters(), lr=LR)
+    seconds = 0.0
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for img, alpha, labels in loader:
+            optimizer.zero_grad()
+            outputs = net(img, alpha)
+            loss = criterion(outputs, labels)
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - start
+    correct = total = 0
+    net.eval()
+    with torch.no_grad():
+        for img, alpha, labels in DataLoader(OmniglotDataset(transform, samples(index["test"])), batch_size=256, collate_fn=collate):
+            correct += (net(img, alpha).argmax(1) == labels).sum().item()
+            total += len(labels)
+    return {"train_images": len(index["train"]) * epochs, "train_s": seconds, "test_accuracy": correct / total}
+
+
+# --- ours ----------------------------------------------------------------------------------------
+
+
+def ours_leg(data_dir: Path, epochs: int, precision: str) -> dict:
+    from omniglot_mtl.models import ModelConfig, build_model
+    from omniglot_mtl.packed import Split as Tensors
+    from omniglot_mtl.packed import decode_all
+    from omniglot_mtl.training import accuracy, fit
+    from omniglot_mtl.weighting import LossWeighting
+
+    index, n_alpha, n_char = manifests(data_dir)
+    start = time.perf_counter()
+    splits = {}
+    for name in ("train", "test"):
+        frame = index[name]
+        images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], 64)).unsqueeze(1)
+        labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
+        splits[name] = Tensors(images, labels)
+    decode_s = time.perf_counter() - start
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("multi_input", n_alpha, n_char))
+    cfg = Train(epochs=epochs, batch_size=BATCH, lr=LR, precision=precision)
+    # fit() scores a validation split after each epoch, outside the timed part; give it a small one.
+    val = Tensors(splits["test"].images[:256], {k: v[:256] for k, v in splits["test"].labels.items()})
+    result = fit(model, LossWeighting({"character": 1.0}), splits["train"], val, cfg, seed=0)
+    n = len(splits["train"]) * epochs
+    test = accuracy(model, splits["test"], precision)["character"]  # the last epoch's model
+    return {"train_images": n, "train_s": n / result.images_per_s, "test_accuracy": test, "decode_s": decode_s}
+
+
+def run_leg(args, leg: str, precision: str) -> dict:
+    cmd = [sys.executable, __file__, str(args.data_dir), "--epochs", str(args.epochs), "--leg", leg, "--precision", precision]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--leg", choices=["notebook", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.leg:  # child process: one leg, one JSON line
+        result = (notebook_leg if args.leg == "notebook" else ours_leg)(args.data_dir, args.epochs, args.precision)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    rows = [("notebook loop", "fp32", run_leg(args, "notebook", "fp32"))]
+    rows += [("ours", p, run_leg(args, "ours", p)) for p in args.precisions]
+    base = rows[0][2]["train_images"] / rows[0][2]["train_s"]
+    print(f"{args.data_dir} | {args.epochs} epochs, batch {BATCH} | {machine}")
+    print(f"{'loop':<14} {'precision':<9} {'images/s':>9} {'train s':>8} {'peak MB':>8} {'test acc':>8} {'speed-up':>8}")
+    results = []
+    for name, precision, r in rows:
+        ips = r["train_images"] / r["train_s"]
+        print(
+            f"{name:<14} {precision:<9} {ips:>9.0f} {r['train_s']:>8.1f} {r['peak_rss_mb']:>8.0f} "
+            f"{r['test_accuracy']:>8.3f} {ips / base:>7.2f}x"
+        )
+        results.append({"loop": name, "precision": precision, "images_per_s": round(ips, 1), "speedup": round(ips / base, 3)} | r)
+    if "decode_s" in rows[-1][2]:
+        print(f"ours: decoding every image once (the pack stage's work) took {rows[-1][2]['decode_s']:.1f} s")
+    summary = {"data_dir": str(args.data_dir), "epochs": args.epochs, "machine": machine, "results": results}
+    print(json.dumps(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
