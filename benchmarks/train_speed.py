@@ -105,7 +105,12 @@ def notebook_leg(data_dir: Path, epochs: int, precision: str) -> dict:
 
     transform = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
     collate = lambda b: custom_collate_fn(b, n_alpha)  # noqa: E731  (as in the notebook)
-    loader = DataLoader(OmniglotDataset(transform, samples(index["train"])), shuffle=True, batch_size=BATCH, collate_fn=collate)
+    loader = DataLoader(
+        OmniglotDataset(transform, samples(index["train"])),
+        shuffle=True,
+        batch_size=BATCH,
+        collate_fn=collate,
+    )
     net = Net(n_alpha, n_char)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.Adam(net.parameters(), lr=LR)
@@ -122,10 +127,16 @@ def notebook_leg(data_dir: Path, epochs: int, precision: str) -> dict:
     correct = total = 0
     net.eval()
     with torch.no_grad():
-        for img, alpha, labels in DataLoader(OmniglotDataset(transform, samples(index["test"])), batch_size=256, collate_fn=collate):
+        for img, alpha, labels in DataLoader(
+            OmniglotDataset(transform, samples(index["test"])), batch_size=256, collate_fn=collate
+        ):
             correct += (net(img, alpha).argmax(1) == labels).sum().item()
             total += len(labels)
-    return {"train_images": len(index["train"]) * epochs, "train_s": seconds, "test_accuracy": correct / total}
+    return {
+        "train_images": len(index["train"]) * epochs,
+        "train_s": seconds,
+        "test_accuracy": correct / total,
+    }
 
 
 # --- ours ----------------------------------------------------------------------------------------
@@ -155,11 +166,26 @@ def ours_leg(data_dir: Path, epochs: int, precision: str) -> dict:
     result = fit(model, LossWeighting({"character": 1.0}), splits["train"], val, cfg, seed=0)
     n = len(splits["train"]) * epochs
     test = accuracy(model, splits["test"], precision)["character"]  # the last epoch's model
-    return {"train_images": n, "train_s": n / result.images_per_s, "test_accuracy": test, "decode_s": decode_s}
+    return {
+        "train_images": n,
+        "train_s": n / result.images_per_s,
+        "test_accuracy": test,
+        "decode_s": decode_s,
+    }
 
 
 def run_leg(args, leg: str, precision: str) -> dict:
-    cmd = [sys.executable, __file__, str(args.data_dir), "--epochs", str(args.epochs), "--leg", leg, "--precision", precision]
+    cmd = [
+        sys.executable,
+        __file__,
+        str(args.data_dir),
+        "--epochs",
+        str(args.epochs),
+        "--leg",
+        leg,
+        "--precision",
+        precision,
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -174,7 +200,9 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.leg:  # child process: one leg, one JSON line
-        result = (notebook_leg if args.leg == "notebook" else ours_leg)(args.data_dir, args.epochs, args.precision)
+        result = (notebook_leg if args.leg == "notebook" else ours_leg)(
+            args.data_dir, args.epochs, args.precision
+        )
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -184,7 +212,8 @@ def main() -> None:
     rows += [("ours", p, run_leg(args, "ours", p)) for p in args.precisions]
     base = rows[0][2]["train_images"] / rows[0][2]["train_s"]
     print(f"{args.data_dir} | {args.epochs} epochs, batch {BATCH} | {machine}")
-    print(f"{'loop':<14} {'precision':<9} {'images/s':>9} {'train s':>8} {'peak MB':>8} {'test acc':>8} {'speed-up':>8}")
+    header = ("loop", "precision", "images/s", "train s", "peak MB", "test acc", "speed-up")
+    print("{:<14} {:<9} {:>9} {:>8} {:>8} {:>8} {:>8}".format(*header))
     results = []
     for name, precision, r in rows:
         ips = r["train_images"] / r["train_s"]
@@ -192,7 +221,15 @@ def main() -> None:
             f"{name:<14} {precision:<9} {ips:>9.0f} {r['train_s']:>8.1f} {r['peak_rss_mb']:>8.0f} "
             f"{r['test_accuracy']:>8.3f} {ips / base:>7.2f}x"
         )
-        results.append({"loop": name, "precision": precision, "images_per_s": round(ips, 1), "speedup": round(ips / base, 3)} | r)
+        results.append(
+            {
+                "loop": name,
+                "precision": precision,
+                "images_per_s": round(ips, 1),
+                "speedup": round(ips / base, 3),
+            }
+            | r
+        )
     if "decode_s" in rows[-1][2]:
         print(f"ours: decoding every image once (the pack stage's work) took {rows[-1][2]['decode_s']:.1f} s")
     summary = {"data_dir": str(args.data_dir), "epochs": args.epochs, "machine": machine, "results": results}

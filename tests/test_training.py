@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_stage
 
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.errors import InputError
@@ -103,3 +104,14 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=r"m.pt: not a checkpoint of this project"):
         load_checkpoint(tmp_path / "m.pt")
+
+
+def test_missing_device_fails_the_stage_at_once(tmp_path):
+    # cuda:99 exists on no machine, so this holds with or without a GPU.
+    (tmp_path / "params.yaml").write_text("device: cuda:99\n")
+    result = run_stage("train.py", tmp_path, "multi_output")
+    assert result.returncode == 1
+    expected = "error: params.yaml: device: 'cuda:99' is not available here; available: auto, cpu"
+    assert result.stderr.startswith(expected)
+    assert len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -59,7 +59,8 @@ class ChannelsLastLinear(nn.Module):
     @staticmethod
     def _import_weight(module, state_dict, prefix, *args) -> None:
         key = prefix + "weight"
-        if key in state_dict and state_dict[key].dim() == 2 and state_dict[key].shape[0] != module.weight.shape[0]:
+        # Checkpoints hold nn.Linear's (out, in) layout; anything else is left to load_state_dict.
+        if key in state_dict and state_dict[key].shape == (module.out_features, module.in_features):
             state_dict[key] = module._from_linear(state_dict[key])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
