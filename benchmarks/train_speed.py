@@ -94,7 +94,8 @@ def custom_collate_fn(batch, num_alphabets):
     return images, alphabet_tensor, labels
 
 
-def notebook_leg(data_dir: Path, epochs: int, precision: str) -> dict:
+def notebook_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict:
+    torch.manual_seed(seed)  # as ../shared/baseline/seed_loop.py does
     index, n_alpha, n_char = manifests(data_dir)
 
     def samples(frame):
@@ -142,7 +143,7 @@ def notebook_leg(data_dir: Path, epochs: int, precision: str) -> dict:
 # --- ours ----------------------------------------------------------------------------------------
 
 
-def ours_leg(data_dir: Path, epochs: int, precision: str) -> dict:
+def ours_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict:
     from omniglot_mtl.models import ModelConfig, build_model
     from omniglot_mtl.packed import Split as Tensors
     from omniglot_mtl.packed import decode_all
@@ -158,12 +159,12 @@ def ours_leg(data_dir: Path, epochs: int, precision: str) -> dict:
         labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
         splits[name] = Tensors(images, labels)
     decode_s = time.perf_counter() - start
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(ModelConfig("multi_input", n_alpha, n_char))
     cfg = Train(epochs=epochs, batch_size=BATCH, lr=LR, precision=precision)
     # fit() scores a validation split after each epoch, outside the timed part; give it a small one.
     val = Tensors(splits["test"].images[:256], {k: v[:256] for k, v in splits["test"].labels.items()})
-    result = fit(model, LossWeighting({"character": 1.0}), splits["train"], val, cfg, seed=0)
+    result = fit(model, LossWeighting({"character": 1.0}), splits["train"], val, cfg, seed=seed)
     n = len(splits["train"]) * epochs
     test = accuracy(model, splits["test"], precision)["character"]  # the last epoch's model
     return {
@@ -175,17 +176,8 @@ def ours_leg(data_dir: Path, epochs: int, precision: str) -> dict:
 
 
 def run_leg(args, leg: str, precision: str) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        str(args.data_dir),
-        "--epochs",
-        str(args.epochs),
-        "--leg",
-        leg,
-        "--precision",
-        precision,
-    ]
+    cmd = [sys.executable, __file__, str(args.data_dir), "--epochs", str(args.epochs)]
+    cmd += ["--seed", str(args.seed), "--leg", leg, "--precision", precision]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -195,13 +187,14 @@ def main() -> None:
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--seed", type=int, default=0, help="seeds the init and the shuffling of both loops")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--leg", choices=["notebook", "ours"], help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.leg:  # child process: one leg, one JSON line
         result = (notebook_leg if args.leg == "notebook" else ours_leg)(
-            args.data_dir, args.epochs, args.precision
+            args.data_dir, args.epochs, args.precision, args.seed
         )
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
@@ -232,7 +225,8 @@ def main() -> None:
         )
     if "decode_s" in rows[-1][2]:
         print(f"ours: decoding every image once (the pack stage's work) took {rows[-1][2]['decode_s']:.1f} s")
-    summary = {"data_dir": str(args.data_dir), "epochs": args.epochs, "machine": machine, "results": results}
+    summary = {"data_dir": str(args.data_dir), "epochs": args.epochs, "seed": args.seed, "machine": machine}
+    summary["results"] = results
     print(json.dumps(summary))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")

@@ -4,6 +4,7 @@ data/packed + data/index -> models/<kind>.pt, metrics/train_<kind>/
     python stages/train.py multi_input|multi_output
 """
 
+import resource
 import sys
 from pathlib import Path
 
@@ -24,7 +25,12 @@ def main() -> None:
         metrics_dir=Path(f"metrics/train_{kind}"),
     )
     val = ", ".join(f"{task} {acc:.3f}" for task, acc in result.best_val.items())
-    print(f"{kind}: best epoch {result.best_epoch}, val accuracy {val}, {result.images_per_s:.0f} images/s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peak_mb = peak / (2**20 if sys.platform == "darwin" else 2**10)
+    print(
+        f"{kind}: best epoch {result.best_epoch}, val accuracy {val}, "
+        f"{result.images_per_s:.0f} training images/s, peak memory {peak_mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def fit(
     order = torch.Generator().manual_seed(seed)  # shuffling, independent of the init's stream
     n, bs = len(train), cfg.batch_size
     steps = (n + bs - 1) // bs
-    best: FitResult | None = None
+    best_epoch, best_val, best_state = 0, {}, {}
     train_seconds = 0.0
     bar = tqdm(total=cfg.epochs * steps, unit="batch", disable=None, leave=False)
     for epoch in range(1, cfg.epochs + 1):
@@ -119,10 +119,8 @@ def fit(
             }
         on_epoch(epoch, record)
         bar.set_postfix({f"val_{t}": f"{v:.3f}" for t, v in val_acc.items()})
-        score = sum(val_acc.values()) / len(val_acc)
-        if best is None or score > sum(best.best_val.values()) / len(best.best_val):
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = FitResult(state, epoch, val_acc, 0.0)
+        if not best_val or sum(val_acc.values()) > sum(best_val.values()):
+            best_epoch, best_val = epoch, val_acc
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bar.close()
-    best.images_per_s = n * cfg.epochs / train_seconds
-    return best
+    return FitResult(best_state, best_epoch, best_val, n * cfg.epochs / train_seconds)
