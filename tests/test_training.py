@@ -74,6 +74,9 @@ def test_cpu_training_is_reproducible(data, tmp_path):
     assert (tmp_path / "a" / "metrics_multi_input" / "metrics.json").read_text() == (
         tmp_path / "b" / "metrics_multi_input" / "metrics.json"
     ).read_text()
+    assert (tmp_path / "a" / "multi_input.pt").read_bytes() == (
+        tmp_path / "b" / "multi_input.pt"
+    ).read_bytes()
     c = train(data, tmp_path / "c", "multi_input", params(seed=1))
     assert not all(torch.equal(a.best_state[k], c.best_state[k]) for k in a.best_state)
 

@@ -2,6 +2,7 @@
 params), as plain tensors and containers, so they load with ``torch.load(weights_only=True)``
 and never unpickle code."""
 
+import io
 from pathlib import Path
 
 import torch
@@ -32,8 +33,13 @@ def save_checkpoint(
         "params": params,
         **extra,
     }
+    # torch.save names the zip's top folder after the file it writes to, here a random temporary
+    # name; saving to memory first makes the bytes depend on the contents only, so that a
+    # reproduced training gives a byte-identical checkpoint (and DVC sees no change).
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_file(path) as tmp:
-        torch.save(checkpoint, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
