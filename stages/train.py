@@ -14,7 +14,9 @@ from omniglot_mtl.train_model import train_model
 
 
 def main() -> None:
-    (kind,) = sys.argv[1:]
+    if sys.argv[1:] not in (["multi_input"], ["multi_output"]):
+        sys.exit("usage: python stages/train.py multi_input|multi_output")
+    kind = sys.argv[1]
     params = load_params()
     result = train_model(
         params,

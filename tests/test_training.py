@@ -51,6 +51,7 @@ def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
     for k, v in result.best_state.items():
         assert torch.equal(model.state_dict()[k], v)
 
+    assert sorted(p.name for p in (tmp_path / "metrics_multi_output").iterdir()) == ["metrics.json", "plots"]
     metrics = json.loads((tmp_path / "metrics_multi_output" / "metrics.json").read_text())
     assert metrics["step"] == 2 and metrics["best_epoch"] == result.best_epoch
     assert set(metrics["val"]["accuracy"]) == {"alphabet", "character"}

@@ -1,6 +1,5 @@
 """Stages ``train_multi_input`` and ``train_multi_output``: packed data -> checkpoint + curves."""
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -46,7 +45,7 @@ def train_model(
     weighting.to(device)
 
     with atomic_dir(metrics_dir) as tmp:
-        # dvcyaml=False: the plots and metrics are declared once, at the top of dvc.yaml.
+        # dvcyaml=False: the metrics and plots are declared in the project's dvc.yaml.
         with Live(str(tmp), dvcyaml=False, save_dvc_exp=False) as live:
 
             def log(epoch: int, record: dict[str, float]) -> None:
@@ -57,7 +56,6 @@ def train_model(
             result = fit(model, weighting, train, val, params.train, params.seed, log)
             live.summary["best_epoch"] = result.best_epoch
             live.summary["best_val_accuracy"] = result.best_val
-        _drop_dvclive_litter(tmp)
         save_checkpoint(
             model_path,
             config,
@@ -68,13 +66,3 @@ def train_model(
             {"best_epoch": result.best_epoch, "val_accuracy": result.best_val},
         )
     return result
-
-
-def _drop_dvclive_litter(folder: Path) -> None:
-    # DVCLive writes a report.html or images folder only when asked; keep the outputs exact.
-    for name in ("report.html", "report.md", "static"):
-        path = Path(folder) / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()

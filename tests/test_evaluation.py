@@ -1,0 +1,97 @@
+"""Stage evaluate: its numbers agree with a recount done by hand from the checkpoints."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from omniglot_mtl.checkpoints import load_checkpoint
+from omniglot_mtl.errors import InputError
+from omniglot_mtl.evaluation import write_evaluation
+from omniglot_mtl.index import write_index
+from omniglot_mtl.packed import write_packed
+from omniglot_mtl.params import Params, Split, from_dict
+from omniglot_mtl.synthetic import generate
+from omniglot_mtl.train_model import train_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    generate(root / "raw" / "synthetic", seed=2, alphabets=3, characters=5, drawers=7)
+    write_index(root / "raw", Split((6,), (7,)), root / "index")
+    write_packed(root / "index", root / "raw", 20, root / "packed")
+    params = from_dict(Params, {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}}, "")
+    paths = {}
+    for kind in ("multi_input", "multi_output"):
+        paths[kind] = root / f"{kind}.pt"
+        train_model(params, kind, root / "packed", root / "index", paths[kind], root / f"m_{kind}")
+    metrics = write_evaluation(
+        paths, root / "packed", root / "index", torch.device("cpu"), root / "evaluate.json", root / "plots"
+    )
+    return root, paths, metrics
+
+
+def test_metrics_agree_with_a_recount(trained):
+    root, paths, metrics = trained
+    assert json.loads((root / "evaluate.json").read_text()) == metrics
+    test = np.load(root / "packed" / "test.npz")
+    images = torch.from_numpy(test["images"]).float().div(255).unsqueeze(1)
+    alpha, char = torch.from_numpy(test["alphabet"]), torch.from_numpy(test["character"])
+    assert metrics["test_images"] == len(char) == 15
+
+    mi, _ = load_checkpoint(paths["multi_input"])
+    mo, ckpt = load_checkpoint(paths["multi_output"])
+    with torch.no_grad():
+        char_mi = mi(images, alpha)["character"]
+        out = mo(images)
+
+    def acc(logits, target):
+        return round((logits.argmax(1) == target).float().mean().item(), 6)
+
+    def top5(logits, target):
+        return round((logits.topk(5, 1).indices == target[:, None]).any(1).float().mean().item(), 6)
+
+    assert metrics["multi_input"]["character"]["accuracy"] == acc(char_mi, char)
+    assert metrics["multi_input"]["character"]["top5"] == top5(char_mi, char)
+    assert metrics["multi_output"]["alphabet"]["accuracy"] == acc(out["alphabet"], alpha)
+    assert metrics["multi_output"]["character"]["accuracy"] == acc(out["character"], char)
+    assert metrics["multi_output"]["character"]["top5"] == top5(out["character"], char)
+    # Every test character has one drawing here, so macro- and micro-averaged accuracy agree.
+    assert (
+        metrics["multi_output"]["character"]["macro_accuracy"]
+        == metrics["multi_output"]["character"]["accuracy"]
+    )
+
+    char_alphabet = torch.tensor([ckpt["alphabets"][name.split("/")[0]] for name in ckpt["characters"]])
+    agree = char_alphabet[out["character"].argmax(1)] == out["alphabet"].argmax(1)
+    assert metrics["multi_output"]["consistency"] == round(agree.float().mean().item(), 6)
+
+    per_alphabet = pd.read_csv(root / "plots" / "character_accuracy_per_alphabet.csv")
+    assert list(per_alphabet.columns) == ["alphabet", "model", "accuracy"]
+    hits = (char_mi.argmax(1) == char).float()
+    for a in range(3):
+        row = per_alphabet[
+            (per_alphabet["model"] == "multi_input") & (per_alphabet["alphabet"] == f"Synthetic_0{a + 1}")
+        ]
+        assert row["accuracy"].item() == pytest.approx(hits[alpha == a].mean().item(), abs=1e-6)
+
+    confusion = pd.read_csv(root / "plots" / "alphabet_confusion.csv")
+    names = list(ckpt["alphabets"])
+    assert confusion["actual"].tolist() == [names[i] for i in alpha.tolist()]
+    assert confusion["predicted"].tolist() == [names[i] for i in out["alphabet"].argmax(1).tolist()]
+
+
+def test_checkpoint_from_other_data_is_refused(trained, tmp_path):
+    root, paths, _ = trained
+    other = tmp_path / "index"
+    other.mkdir()
+    (other / "alphabets.json").write_text('{"Other": 0}')
+    (other / "characters.json").write_text('{"Other/character01": 0}')
+    with pytest.raises(InputError, match=r"multi_input.pt: trained on other index maps"):
+        write_evaluation(
+            paths, root / "packed", other, torch.device("cpu"), tmp_path / "e.json", tmp_path / "p"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
