@@ -13,6 +13,8 @@ from omniglot_mtl.evaluation import write_evaluation
 from omniglot_mtl.index import write_index
 from omniglot_mtl.packed import write_packed
 from omniglot_mtl.params import Params, Split, from_dict
+from omniglot_mtl.predict import main as predict_main
+from omniglot_mtl.predict import predict_files
 from omniglot_mtl.synthetic import generate
 from omniglot_mtl.train_model import train_model
 
@@ -95,3 +97,35 @@ def test_checkpoint_from_other_data_is_refused(trained, tmp_path):
             paths, root / "packed", other, torch.device("cpu"), tmp_path / "e.json", tmp_path / "p"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+
+
+def test_predict_cli_ranks_like_the_model(trained, capsys):
+    root, paths, _ = trained
+    manifest = pd.read_csv(root / "index" / "test.csv")
+    files = [root / "raw" / p for p in manifest["path"][:3]]
+    results = predict_files(paths["multi_output"], files, top=3)
+    mo, ckpt = load_checkpoint(paths["multi_output"])
+    test = np.load(root / "packed" / "test.npz")
+    with torch.no_grad():
+        out = mo(torch.from_numpy(test["images"][:3]).float().div(255).unsqueeze(1))
+    names = list(ckpt["characters"])
+    for i, result in enumerate(results):
+        assert [name for name, _ in result["character"]] == [
+            names[j] for j in out["character"][i].topk(3).indices
+        ]
+        assert len(result["alphabet"]) == 3 and sum(p for _, p in result["alphabet"]) <= 1.0
+    predict_main(
+        [str(paths["multi_input"]), str(files[0]), "--alphabet", manifest["alphabet"][0], "--top", "2"]
+    )
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{files[0]}: character: ") and line.count("%") == 2
+
+
+def test_predict_needs_a_known_alphabet_for_the_multi_input_model(trained):
+    root, paths, _ = trained
+    image = next((root / "raw").rglob("*.png"))
+    with pytest.raises(SystemExit) as err:
+        predict_main([str(paths["multi_input"]), str(image), "--alphabet", "Klingon"])
+    assert str(err.value).startswith(
+        "error: --alphabet: "
+    ) and "Synthetic_01, Synthetic_02, Synthetic_03" in str(err.value)
