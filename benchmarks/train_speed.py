@@ -8,9 +8,9 @@ train the multi-input network at batch 32 with Adam (lr 0.001) on the same train
 are held-out ones and comparable. Each leg runs in a fresh child process, one after the other,
 so that its peak memory is its own and no leg warms the next one's caches.
 
-- notebook: a faithful copy of the seed notebook's loop: a Dataset that opens, converts and
-  resizes each PNG with PIL on every access, a DataLoader (num_workers=0, shuffle) whose collate
-  function builds the one-hot alphabets in Python.
+- notebook: the seed notebook's loop, with its code kept in :mod:`omniglot_mtl.notebook`: a
+  Dataset that opens, converts and resizes each PNG with PIL on every access, a DataLoader
+  (num_workers=0, shuffle) whose collate function builds the one-hot alphabets in Python.
 - ours: :func:`omniglot_mtl.training.fit`, fed from the images decoded once into a uint8
   tensor (decode time reported on its own, as the `pack` stage pays it once per data set).
 
@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.optim as optim
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from omniglot_mtl.index import build_index
 from omniglot_mtl.layout import scan_alphabets
+from omniglot_mtl.notebook import MultiInputNet, OmniglotDataset, custom_collate_fn
 from omniglot_mtl.params import Split, Train
 
 BATCH, LR = 32, 0.001
@@ -46,52 +46,7 @@ def manifests(data_dir: Path):
     return index, len(alphabets), len(characters)
 
 
-# --- the notebook's loop, as written there (sizes from the data instead of 30 and 964) ---------
-
-
-class OmniglotDataset(Dataset):
-    def __init__(self, transform, samples):
-        self.transform = transform
-        self.samples = samples
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, idx):
-        img_path, alphabet, label = self.samples[idx]
-        img = Image.open(img_path).convert("L")
-        img = self.transform(img)
-        return img, alphabet, label
-
-
-class Net(nn.Module):
-    def __init__(self, num_alphabets=30, num_classes=964):
-        super().__init__()
-        self.image_layer = nn.Sequential(
-            nn.Conv2d(1, 16, kernel_size=3, padding=1),
-            nn.MaxPool2d(kernel_size=2),
-            nn.ELU(),
-            nn.Flatten(),
-            nn.Linear(16 * 32 * 32, 128),
-        )
-        self.alphabet_layer = nn.Sequential(nn.Linear(num_alphabets, 8), nn.ELU())
-        self.classifier = nn.Sequential(nn.Linear(128 + 8, num_classes))
-
-    def forward(self, x_image, x_alphabet):
-        x_image = self.image_layer(x_image)
-        x_alphabet = self.alphabet_layer(x_alphabet)
-        x = torch.cat((x_image, x_alphabet), dim=1)
-        return self.classifier(x)
-
-
-def custom_collate_fn(batch, num_alphabets):
-    images, alphabets, labels = zip(*batch, strict=True)
-    images = torch.stack(images)
-    labels = torch.tensor(labels, dtype=torch.long)
-    alphabet_tensor = torch.zeros(len(alphabets), num_alphabets)
-    for i, alphabet_idx in enumerate(alphabets):
-        alphabet_tensor[i, alphabet_idx] = 1.0
-    return images, alphabet_tensor, labels
+# --- the notebook's loop (its Dataset, collate function and network: omniglot_mtl.notebook) ----
 
 
 def notebook_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict:
@@ -112,7 +67,7 @@ def notebook_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict
         batch_size=BATCH,
         collate_fn=collate,
     )
-    net = Net(n_alpha, n_char)
+    net = MultiInputNet(n_alpha, n_char)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.Adam(net.parameters(), lr=LR)
     seconds = 0.0

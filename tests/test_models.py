@@ -4,41 +4,8 @@ import torch
 from torch import nn
 
 from omniglot_mtl.models import ModelConfig, build_model
-
-
-class NotebookMultiInput(nn.Module):  # copied from the seed notebook
-    def __init__(self, num_alphabets=30, num_classes=964):
-        super().__init__()
-        self.image_layer = nn.Sequential(
-            nn.Conv2d(1, 16, kernel_size=3, padding=1),
-            nn.MaxPool2d(kernel_size=2),
-            nn.ELU(),
-            nn.Flatten(),
-            nn.Linear(16 * 32 * 32, 128),
-        )
-        self.alphabet_layer = nn.Sequential(nn.Linear(num_alphabets, 8), nn.ELU())
-        self.classifier = nn.Sequential(nn.Linear(128 + 8, num_classes))
-
-    def forward(self, x_image, x_alphabet):
-        return self.classifier(torch.cat((self.image_layer(x_image), self.alphabet_layer(x_alphabet)), dim=1))
-
-
-class NotebookMultiOutput(nn.Module):  # copied from the seed notebook, sizes made arguments
-    def __init__(self, num_alpha, num_char):
-        super().__init__()
-        self.image_layer = nn.Sequential(
-            nn.Conv2d(1, 16, kernel_size=3, padding=1),
-            nn.MaxPool2d(kernel_size=2),
-            nn.ELU(),
-            nn.Flatten(),
-            nn.Linear(16 * 32 * 32, 128),
-        )
-        self.classifier_alpha = nn.Linear(128, num_alpha)
-        self.classifier_char = nn.Linear(128, num_char)
-
-    def forward(self, x):
-        x = self.image_layer(x)
-        return self.classifier_alpha(x), self.classifier_char(x)
+from omniglot_mtl.notebook import MultiInputNet as NotebookMultiInput
+from omniglot_mtl.notebook import MultiOutputNet as NotebookMultiOutput
 
 
 def test_multi_input_is_the_notebook_network():
