@@ -49,8 +49,9 @@ def manifests(data_dir: Path):
 # --- the notebook's loop (its Dataset, collate function and network: omniglot_mtl.notebook) ----
 
 
-def notebook_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict:
-    torch.manual_seed(seed)  # as ../shared/baseline/seed_loop.py does
+def notebook_leg(args: argparse.Namespace) -> dict:
+    data_dir, epochs, device = args.data_dir, args.epochs, torch.device(args.device)
+    torch.manual_seed(args.seed)  # as ../shared/baseline/seed_loop.py does
     index, n_alpha, n_char = manifests(data_dir)
 
     def samples(frame):
@@ -67,18 +68,21 @@ def notebook_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict
         batch_size=BATCH,
         collate_fn=collate,
     )
-    net = MultiInputNet(n_alpha, n_char)
+    net = MultiInputNet(n_alpha, n_char).to(device)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.Adam(net.parameters(), lr=LR)
     seconds = 0.0
     for _ in range(epochs):
         start = time.perf_counter()
         for img, alpha, labels in loader:
+            img, alpha, labels = img.to(device), alpha.to(device), labels.to(device)
             optimizer.zero_grad()
             outputs = net(img, alpha)
             loss = criterion(outputs, labels)
             loss.backward()
             optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds += time.perf_counter() - start
     correct = total = 0
     net.eval()
@@ -86,7 +90,7 @@ def notebook_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict
         for img, alpha, labels in DataLoader(
             OmniglotDataset(transform, samples(index["test"])), batch_size=256, collate_fn=collate
         ):
-            correct += (net(img, alpha).argmax(1) == labels).sum().item()
+            correct += (net(img.to(device), alpha.to(device)).argmax(1).cpu() == labels).sum().item()
             total += len(labels)
     return {
         "train_images": len(index["train"]) * epochs,
@@ -98,13 +102,19 @@ def notebook_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict
 # --- ours ----------------------------------------------------------------------------------------
 
 
-def ours_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict:
+def ours_leg(args: argparse.Namespace) -> dict:
     from omniglot_mtl.models import ModelConfig, build_model
     from omniglot_mtl.packed import Split as Tensors
     from omniglot_mtl.packed import decode_all
     from omniglot_mtl.training import accuracy, fit
     from omniglot_mtl.weighting import LossWeighting
 
+    data_dir, epochs, precision, device = (
+        args.data_dir,
+        args.epochs,
+        args.precision,
+        torch.device(args.device),
+    )
     index, n_alpha, n_char = manifests(data_dir)
     start = time.perf_counter()
     splits = {}
@@ -112,14 +122,15 @@ def ours_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict:
         frame = index[name]
         images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], 64)).unsqueeze(1)
         labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
-        splits[name] = Tensors(images, labels)
+        splits[name] = Tensors(images, labels).to(device)
     decode_s = time.perf_counter() - start
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig("multi_input", n_alpha, n_char))
-    cfg = Train(epochs=epochs, batch_size=BATCH, lr=LR, precision=precision)
+    torch.manual_seed(args.seed)
+    model = build_model(ModelConfig("multi_input", n_alpha, n_char)).to(device)
+    cfg = Train(epochs=epochs, batch_size=args.batch_size, lr=args.lr, precision=precision)
     # fit() scores a validation split after each epoch, outside the timed part; give it a small one.
     val = Tensors(splits["test"].images[:256], {k: v[:256] for k, v in splits["test"].labels.items()})
-    result = fit(model, LossWeighting({"character": 1.0}), splits["train"], val, cfg, seed=seed)
+    weighting = LossWeighting({"character": 1.0}).to(device)
+    result = fit(model, weighting, splits["train"], val, cfg, seed=args.seed)
     n = len(splits["train"]) * epochs
     test = accuracy(model, splits["test"], precision)["character"]  # the last epoch's model
     return {
@@ -132,7 +143,8 @@ def ours_leg(data_dir: Path, epochs: int, precision: str, seed: int) -> dict:
 
 def run_leg(args, leg: str, precision: str) -> dict:
     cmd = [sys.executable, __file__, str(args.data_dir), "--epochs", str(args.epochs)]
-    cmd += ["--seed", str(args.seed), "--leg", leg, "--precision", precision]
+    cmd += ["--seed", str(args.seed), "--device", args.device, "--leg", leg, "--precision", precision]
+    cmd += ["--batch-size", str(args.batch_size), "--lr", str(args.lr)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -143,23 +155,31 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     ap.add_argument("--seed", type=int, default=0, help="seeds the init and the shuffling of both loops")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (both loops)")
+    ap.add_argument(
+        "--batch-size", type=int, default=BATCH, help="our loop's batch (the notebook's stays 32)"
+    )
+    ap.add_argument("--lr", type=float, default=LR, help="our loop's learning rate (scale it with the batch)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--leg", choices=["notebook", "ours"], help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.leg:  # child process: one leg, one JSON line
-        result = (notebook_leg if args.leg == "notebook" else ours_leg)(
-            args.data_dir, args.epochs, args.precision, args.seed
-        )
+        result = (notebook_leg if args.leg == "notebook" else ours_leg)(args)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if args.device.startswith("cuda"):
+        machine += f", {torch.cuda.get_device_name(torch.device(args.device))}"
     rows = [("notebook loop", "fp32", run_leg(args, "notebook", "fp32"))]
     rows += [("ours", p, run_leg(args, "ours", p)) for p in args.precisions]
     base = rows[0][2]["train_images"] / rows[0][2]["train_s"]
-    print(f"{args.data_dir} | {args.epochs} epochs, batch {BATCH} | {machine}")
+    batches = f"batch {BATCH}" + (
+        f" (ours {args.batch_size}, lr {args.lr})" if args.batch_size != BATCH else ""
+    )
+    print(f"{args.data_dir} | {args.epochs} epochs, {batches} | {machine}")
     header = ("loop", "precision", "images/s", "train s", "peak MB", "test acc", "speed-up")
     print("{:<14} {:<9} {:>9} {:>8} {:>8} {:>8} {:>8}".format(*header))
     results = []
@@ -181,6 +201,7 @@ def main() -> None:
     if "decode_s" in rows[-1][2]:
         print(f"ours: decoding every image once (the pack stage's work) took {rows[-1][2]['decode_s']:.1f} s")
     summary = {"data_dir": str(args.data_dir), "epochs": args.epochs, "seed": args.seed, "machine": machine}
+    summary |= {"device": args.device, "batch_size": args.batch_size, "lr": args.lr}
     summary["results"] = results
     print(json.dumps(summary))
     if args.json:
