@@ -104,8 +104,7 @@ def notebook_leg(args: argparse.Namespace) -> dict:
 
 def ours_leg(args: argparse.Namespace) -> dict:
     from omniglot_mtl.models import ModelConfig, build_model
-    from omniglot_mtl.packed import Split as Tensors
-    from omniglot_mtl.packed import decode_all
+    from omniglot_mtl.packed import PackedSplit, decode_all
     from omniglot_mtl.training import accuracy, fit
     from omniglot_mtl.weighting import LossWeighting
 
@@ -122,13 +121,13 @@ def ours_leg(args: argparse.Namespace) -> dict:
         frame = index[name]
         images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], 64)).unsqueeze(1)
         labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
-        splits[name] = Tensors(images, labels).to(device)
+        splits[name] = PackedSplit(images, labels).to(device)
     decode_s = time.perf_counter() - start
     torch.manual_seed(args.seed)
     model = build_model(ModelConfig("multi_input", n_alpha, n_char)).to(device)
     cfg = Train(epochs=epochs, batch_size=args.batch_size, lr=args.lr, precision=precision)
     # fit() scores a validation split after each epoch, outside the timed part; give it a small one.
-    val = Tensors(splits["test"].images[:256], {k: v[:256] for k, v in splits["test"].labels.items()})
+    val = PackedSplit(splits["test"].images[:256], {k: v[:256] for k, v in splits["test"].labels.items()})
     weighting = LossWeighting({"character": 1.0}).to(device)
     result = fit(model, weighting, splits["train"], val, cfg, seed=args.seed)
     n = len(splits["train"]) * epochs

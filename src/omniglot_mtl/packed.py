@@ -72,7 +72,7 @@ def write_packed(index_dir: Path, raw: Path, size: int, out: Path) -> dict[str, 
 
 
 @dataclass
-class Split:
+class PackedSplit:
     """One split as tensors: images (N, 1, S, S) uint8 and integer labels per task."""
 
     images: torch.Tensor
@@ -81,8 +81,8 @@ class Split:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def to(self, device: torch.device) -> "Split":
-        return Split(self.images.to(device), {k: v.to(device) for k, v in self.labels.items()})
+    def to(self, device: torch.device) -> "PackedSplit":
+        return PackedSplit(self.images.to(device), {k: v.to(device) for k, v in self.labels.items()})
 
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows ``idx`` as a batch: float images in [0, 1] plus labels, on the split's device."""
@@ -91,9 +91,9 @@ class Split:
         return batch
 
 
-def load_split(packed_dir: Path, split: str) -> Split:
+def load_split(packed_dir: Path, split: str) -> PackedSplit:
     path = Path(packed_dir) / f"{split}.npz"
     with np.load(path, allow_pickle=False) as f:
         images = torch.from_numpy(f["images"]).unsqueeze(1)
         labels = {"alphabet": torch.from_numpy(f["alphabet"]), "character": torch.from_numpy(f["character"])}
-    return Split(images, labels)
+    return PackedSplit(images, labels)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .packed import Split
+from .packed import PackedSplit
 from .params import Train
 from .weighting import LossWeighting
 
@@ -43,7 +43,7 @@ def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optim
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, split: Split, precision: str = "fp32", batch_size: int = 1024
+    model: nn.Module, split: PackedSplit, precision: str = "fp32", batch_size: int = 1024
 ) -> dict[str, torch.Tensor]:
     """Logits per task for every row of ``split``, in row order, as float32 on the split's device."""
     was_training = model.training
@@ -60,7 +60,7 @@ def predict(
     return {t: torch.cat(c) for t, c in chunks.items()}
 
 
-def accuracy(model: nn.Module, split: Split, precision: str = "fp32") -> dict[str, float]:
+def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32") -> dict[str, float]:
     logits = predict(model, split, precision)
     return {t: (logits[t].argmax(1) == split.labels[t]).float().mean().item() for t in model.tasks}
 
@@ -68,8 +68,8 @@ def accuracy(model: nn.Module, split: Split, precision: str = "fp32") -> dict[st
 def fit(
     model: nn.Module,
     weighting: LossWeighting,
-    train: Split,
-    val: Split,
+    train: PackedSplit,
+    val: PackedSplit,
     cfg: Train,
     seed: int,
     on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, record: None,
