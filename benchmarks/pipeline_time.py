@@ -56,7 +56,7 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(tmp)], check=True)
 
 
-STAGE_WORDS = {"fetch", "index", "pack", "multi_input", "multi_output", "evaluate"}
+STAGE_WORDS = {"fetch", "index", "multi_input", "multi_output", "evaluate"}
 
 if __name__ == "__main__":
     main()

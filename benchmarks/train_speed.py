@@ -12,7 +12,7 @@ so that its peak memory is its own and no leg warms the next one's caches.
   Dataset that opens, converts and resizes each PNG with PIL on every access, a DataLoader
   (num_workers=0, shuffle) whose collate function builds the one-hot alphabets in Python.
 - ours: :func:`omniglot_mtl.training.fit`, fed from the images decoded once into a uint8
-  tensor (decode time reported on its own, as the `pack` stage pays it once per data set).
+  tensor (decode time reported on its own, as the `index` stage pays it once per data set).
 
 Prints a table and a JSON line: images/s over the training epochs, training wall time, peak
 resident memory, held-out accuracy, and speed-up over the notebook loop.
@@ -198,7 +198,7 @@ def main() -> None:
             | r
         )
     if "decode_s" in rows[-1][2]:
-        print(f"ours: decoding every image once (the pack stage's work) took {rows[-1][2]['decode_s']:.1f} s")
+        print(f"ours: decoding every image once (index stage) took {rows[-1][2]['decode_s']:.1f} s")
     summary = {"data_dir": str(args.data_dir), "epochs": args.epochs, "seed": args.seed, "machine": machine}
     summary |= {"device": args.device, "batch_size": args.batch_size, "lr": args.lr}
     summary["results"] = results

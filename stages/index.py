@@ -1,20 +1,24 @@
-"""Stage index: data/raw -> data/index/{train,val,test}.csv, alphabets.json, characters.json"""
+"""Stage index: data/raw -> data/index/{train,val,test}.csv, alphabets.json, characters.json
+and data/packed/{train,val,test}.npz (every image decoded once, uint8)"""
 
 from pathlib import Path
 
 from omniglot_mtl.errors import run_stage
-from omniglot_mtl.index import write_index
+from omniglot_mtl.index import index_and_pack
 from omniglot_mtl.params import load_params
 
 
 def main() -> None:
     params = load_params()
-    manifests, scan = write_index(Path("data/raw"), params.data.split, Path("data/index"))
+    size = params.data.image_size
+    manifests, scan = index_and_pack(
+        Path("data/raw"), params.data.split, size, Path("data/index"), Path("data/packed")
+    )
     train = manifests["train"]
     sizes = ", ".join(f"{name} {len(frame)}" for name, frame in manifests.items())
     print(
         f"index: {train['alphabet'].nunique()} alphabets, {train['character'].nunique()} characters; "
-        f"rows: {sizes}; {scan.skipped_summary()}"
+        f"rows: {sizes}; images {size}x{size}; {scan.skipped_summary()}"
     )
 
 

@@ -10,7 +10,7 @@ from conftest import make_set, write_png
 from PIL import Image
 
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.index import build_index, write_index
+from omniglot_mtl.index import build_index, index_and_pack
 from omniglot_mtl.layout import scan_sets
 from omniglot_mtl.params import Split
 from omniglot_mtl.synthetic import generate
@@ -74,7 +74,8 @@ def test_index_counts_maps_and_drawer_split(tmp_path):
     ]
     assert scan.skipped_summary().startswith("skipped 3 file(s) that are not drawings: ")
 
-    manifests, _ = write_index(raw, Split(val_drawers=(4,), test_drawers=(5,)), tmp_path / "index")
+    split = Split(val_drawers=(4,), test_drawers=(5,))
+    manifests, _ = index_and_pack(raw, split, 8, tmp_path / "index", tmp_path / "packed")
     out = tmp_path / "index"
     assert json.loads((out / "alphabets.json").read_text()) == {"Alpha": 0, "Beta": 1, "Gamma": 2}
     chars = json.loads((out / "characters.json").read_text())
@@ -107,10 +108,12 @@ def test_index_counts_maps_and_drawer_split(tmp_path):
 
 def test_index_is_identical_on_a_second_run(tmp_path):
     make_set(tmp_path / "raw" / "s", {"B": 2, "A": 2}, drawers=4)
-    write_index(tmp_path / "raw", Split((3,), (4,)), tmp_path / "one")
-    write_index(tmp_path / "raw", Split((3,), (4,)), tmp_path / "two")
+    for run in ("one", "two"):
+        index_and_pack(
+            tmp_path / "raw", Split((3,), (4,)), 8, tmp_path / run / "index", tmp_path / run / "packed"
+        )
     for name in ("train.csv", "val.csv", "test.csv", "alphabets.json", "characters.json"):
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+        assert (tmp_path / "one/index" / name).read_bytes() == (tmp_path / "two/index" / name).read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,7 @@ import torch
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.errors import InputError
 from omniglot_mtl.evaluation import write_evaluation
-from omniglot_mtl.index import write_index
-from omniglot_mtl.packed import write_packed
+from omniglot_mtl.index import index_and_pack
 from omniglot_mtl.params import Params, Split, from_dict
 from omniglot_mtl.predict import main as predict_main
 from omniglot_mtl.predict import predict_files
@@ -23,8 +22,7 @@ from omniglot_mtl.train_model import train_model
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     generate(root / "raw" / "synthetic", seed=2, alphabets=3, characters=5, drawers=7)
-    write_index(root / "raw", Split((6,), (7,)), root / "index")
-    write_packed(root / "index", root / "raw", 20, root / "packed")
+    index_and_pack(root / "raw", Split((6,), (7,)), 20, root / "index", root / "packed")
     params = from_dict(Params, {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}}, "")
     paths = {}
     for kind in ("multi_input", "multi_output"):

@@ -9,8 +9,8 @@ from PIL import Image
 from torchvision import transforms
 
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.index import write_index
-from omniglot_mtl.packed import decode, decode_all, load_split, write_packed
+from omniglot_mtl.index import index_and_pack
+from omniglot_mtl.packed import decode, decode_all, load_split
 from omniglot_mtl.params import Split
 from omniglot_mtl.synthetic import generate
 
@@ -27,11 +27,13 @@ def test_decode_matches_the_notebook_transform(tmp_path):
     assert np.array_equal(decode_all(paths, 32, workers=2), np.stack([decode(p, 32) for p in paths]))
 
 
-def test_pack_writes_one_array_per_split(tmp_path):
+def test_index_stage_packs_one_array_per_split(tmp_path):
     make_set(tmp_path / "raw" / "s", {"A": 2, "B": 1}, drawers=4)
-    write_index(tmp_path / "raw", Split((3,), (4,)), tmp_path / "index")
-    counts = write_packed(tmp_path / "index", tmp_path / "raw", 16, tmp_path / "packed")
-    assert counts == {"train": 6, "val": 3, "test": 3}
+    manifests, _ = index_and_pack(
+        tmp_path / "raw", Split((3,), (4,)), 16, tmp_path / "index", tmp_path / "packed"
+    )
+    assert {k: len(v) for k, v in manifests.items()} == {"train": 6, "val": 3, "test": 3}
+    assert sorted(p.name for p in (tmp_path / "packed").iterdir()) == ["test.npz", "train.npz", "val.npz"]
     train = load_split(tmp_path / "packed", "train")
     manifest = pd.read_csv(tmp_path / "index" / "train.csv")
     assert train.images.shape == (6, 1, 16, 16) and train.images.dtype == torch.uint8
@@ -49,10 +51,9 @@ def test_undecodable_png_names_the_file_and_writes_nothing(tmp_path):
     make_set(tmp_path / "raw" / "s", {"A": 2}, drawers=3)
     bad = tmp_path / "raw" / "s" / "A" / "character02" / "0002_02.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    write_index(tmp_path / "raw", Split((2,), (3,)), tmp_path / "index")
     with pytest.raises(InputError, match=r"0002_02.png: cannot decode as an image"):
-        write_packed(tmp_path / "index", tmp_path / "raw", 16, tmp_path / "packed")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "raw"]
+        index_and_pack(tmp_path / "raw", Split((2,), (3,)), 16, tmp_path / "index", tmp_path / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # neither index nor packed arrays
 
 
 def test_stage_reports_bad_input_in_one_line(tmp_path):

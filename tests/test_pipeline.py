@@ -71,7 +71,7 @@ def pipeline(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
     repo, output = pipeline
-    assert ran(output) == ["fetch", "index", "pack", "train_multi_input", "train_multi_output", "evaluate"]
+    assert ran(output) == ["fetch", "index", "train_multi_input", "train_multi_output", "evaluate"]
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert set(metrics) == {"multi_input", "multi_output", "test_images"}
     assert set(metrics["multi_input"]) == {"character"}
@@ -176,19 +176,19 @@ def test_folder_source_is_a_real_dependency(project):
     src = project.parent / "my_omniglot" / "images_background"
     make_set(src, {"A": 2, "B": 2}, drawers=6)
     set_params(project, TINY | {"data": TINY["data"] | {"source": str(src)}})
-    out = dvc(project, "repro", "pack").stdout
-    assert ran(out) == ["fetch", "index", "pack"]
-    assert "index: 2 alphabets, 4 characters; rows: train 16, val 4, test 4" in out
-    assert ran(dvc(project, "repro", "pack").stdout) == []
+    out = dvc(project, "repro", "index").stdout
+    assert ran(out) == ["fetch", "index"]
+    assert "index: 2 alphabets, 4 characters; rows: train 16, val 4, test 4; images 16x16" in out
+    assert ran(dvc(project, "repro", "index").stdout) == []
     # Adding a drawing to the source reruns everything downstream of it.
     make_set(src, {"C": 1}, drawers=6, first_id=90)
-    out = dvc(project, "repro", "pack").stdout
-    assert ran(out) == ["fetch", "index", "pack"]
-    assert "index: 3 alphabets, 5 characters; rows: train 20, val 5, test 5" in out
+    out = dvc(project, "repro", "index").stdout
+    assert ran(out) == ["fetch", "index"]
+    assert "index: 3 alphabets, 5 characters; rows: train 20, val 5, test 5; images 16x16" in out
     # Litter in the source changes its hash, so fetch reruns; its output does not change, so
     # nothing after it does.
     (src / ".DS_Store").write_text("x")
-    assert ran(dvc(project, "repro", "pack").stdout) == ["fetch"]
+    assert ran(dvc(project, "repro", "index").stdout) == ["fetch"]
 
 
 def test_bad_param_fails_the_stage_in_one_line(project):

@@ -9,8 +9,7 @@ from conftest import run_stage
 
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.index import write_index
-from omniglot_mtl.packed import write_packed
+from omniglot_mtl.index import index_and_pack
 from omniglot_mtl.params import Params, Split, from_dict
 from omniglot_mtl.synthetic import generate
 from omniglot_mtl.train_model import train_model
@@ -20,8 +19,7 @@ from omniglot_mtl.train_model import train_model
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     generate(root / "raw" / "synthetic", seed=0, alphabets=3, characters=4, drawers=8)
-    write_index(root / "raw", Split((7,), (8,)), root / "index")
-    write_packed(root / "index", root / "raw", 24, root / "packed")
+    index_and_pack(root / "raw", Split((7,), (8,)), 24, root / "index", root / "packed")
     return root
 
 

@@ -1,4 +1,4 @@
-"""Stage ``pack`` and its reader: every image decoded once into one uint8 array per split.
+"""Decoded images: every image decoded once into one uint8 array per split, and its reader.
 
 The arrays hold exactly what the notebook's loader fed its network, times 255: PIL decode,
 ``convert("L")``, ``transforms.Resize((S, S))``. Training then batches by indexing one tensor
@@ -18,7 +18,6 @@ from torchvision.transforms import functional as TF
 
 from .atomic import atomic_dir
 from .errors import InputError
-from .index import SPLITS
 
 
 def decode(path: Path, size: int) -> np.ndarray:
@@ -54,21 +53,16 @@ def decode_all(paths: list[Path], size: int, workers: int | None = None) -> np.n
     return out
 
 
-def write_packed(index_dir: Path, raw: Path, size: int, out: Path) -> dict[str, int]:
-    """Write ``out/<split>.npz`` (images, alphabet, character) for each split; return row counts."""
-    counts = {}
+def write_packed(manifests: dict[str, pd.DataFrame], images: dict[str, np.ndarray], out: Path) -> None:
+    """Write ``out/<split>.npz``: the split's decoded ``images`` and its two label columns."""
     with atomic_dir(out) as tmp:
-        for split in SPLITS:
-            manifest = pd.read_csv(Path(index_dir) / f"{split}.csv")
-            images = decode_all([Path(raw) / p for p in manifest["path"]], size)
+        for split, manifest in manifests.items():
             np.savez(
                 tmp / f"{split}.npz",
-                images=images,
+                images=images[split],
                 alphabet=manifest["alphabet_idx"].to_numpy(np.int64),
                 character=manifest["character_idx"].to_numpy(np.int64),
             )
-            counts[split] = len(manifest)
-    return counts
 
 
 @dataclass
