@@ -49,3 +49,19 @@ def test_sizes_come_from_the_config():
     assert out["alphabet"].shape == (2, 3) and out["character"].shape == (2, 11)
     assert model.image_layer[4].in_features == 16 * 10 * 10
     assert model.inputs == ("image",) and model.tasks == ("alphabet", "character")
+
+
+def test_cpu_elu_matches_torch_elu_in_value_and_gradient():
+    from omniglot_mtl.models import ELU
+
+    torch.manual_seed(0)
+    x = (3 * torch.randn(8, 16, 6, 6)).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ref = x.detach().clone().requires_grad_()
+    grad = torch.randn_like(x)
+    ours, theirs = ELU()(x), nn.functional.elu(ref)
+    ours.backward(grad)
+    theirs.backward(grad)
+    assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
+    assert torch.allclose(x.grad, ref.grad, atol=1e-6, rtol=0)
+    assert ours.is_contiguous(memory_format=torch.channels_last)

@@ -67,6 +67,34 @@ class ChannelsLastLinear(nn.Module):
         return torch.addmm(self.bias, x.permute(0, 2, 3, 1).flatten(1), self.weight)
 
 
+class _ExpELU(torch.autograd.Function):
+    """ELU (alpha 1) as ``exp(min(x, 0)) - 1 + max(x, 0)``, with ELU's own gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clamp(max=0).exp_().sub_(1).add_(x.clamp(min=0))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * y.clamp(max=0).add_(1)  # 1 where x > 0, exp(x) = y + 1 elsewhere
+
+
+class ELU(nn.ELU):
+    """``nn.ELU()`` that is fast on CPUs too.
+
+    PyTorch's CPU ELU computes ``expm1`` one element at a time: 2.8 ms for a 32 x 16 x 32 x 32
+    map, a quarter of the training step on real Omniglot (whose white background drives half the
+    channels negative), against 0.2 ms for the vectorised ``exp``. Here the negative side is
+    ``exp(x) - 1`` (within 1e-7 of ``expm1``). Elsewhere (GPUs) it is ``nn.ELU``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ExpELU.apply(x) if x.device.type == "cpu" and self.alpha == 1.0 else super().forward(x)
+
+
 def seed_backbone(image_size: int) -> nn.Sequential:
     """The notebook's image layer for an S x S input: Conv2d(1, 16, 3, padding=1) -> MaxPool2d(2)
     -> ELU -> Flatten -> Linear(16 * (S/2)^2, 128), with the notebook's state_dict keys.
@@ -78,7 +106,7 @@ def seed_backbone(image_size: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, 16, kernel_size=3, padding=1).to(memory_format=torch.channels_last),
         nn.MaxPool2d(kernel_size=2),
-        nn.ELU(),
+        ELU(),
         nn.Identity(),  # was nn.Flatten; ChannelsLastLinear flattens, and the keys stay 0.* and 4.*
         ChannelsLastLinear(16, half, half, FEATURES),
     )
