@@ -1,6 +1,8 @@
 """The training loop and the training stage, on a tiny synthetic set."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,18 @@ def test_missing_device_fails_the_stage_at_once(tmp_path):
     assert result.stderr.startswith(expected)
     assert len(result.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_training_in_a_repository_without_a_commit_says_what_to_do(data, tmp_path, monkeypatch):
+    from conftest import git
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
+    monkeypatch.chdir(repo)
+    with pytest.raises(
+        InputError, match=r"^git: Empty git repo; commit once \(git add -A && git commit\) before training$"
+    ):
+        train(data, repo, "multi_input", params())
+    assert sorted(p.name for p in repo.iterdir()) == [".dvc", ".dvcignore", ".git"]

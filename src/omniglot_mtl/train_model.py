@@ -4,10 +4,12 @@ from pathlib import Path
 
 import torch
 from dvclive import Live
+from scmrepo.exceptions import SCMError
 
 from .atomic import atomic_dir
 from .checkpoints import save_checkpoint
 from .devices import resolve_device
+from .errors import InputError
 from .index import read_maps
 from .models import ModelConfig, build_model
 from .packed import load_split
@@ -44,18 +46,16 @@ def train_model(
         weighting = LossWeighting({"character": 1.0})
     weighting.to(device)
 
-    with atomic_dir(metrics_dir) as tmp:
-        # dvcyaml=False: the metrics and plots are declared in the project's dvc.yaml.
-        with Live(str(tmp), dvcyaml=False, save_dvc_exp=False) as live:
+    with atomic_dir(metrics_dir) as tmp, _live(tmp) as live:
 
-            def log(epoch: int, record: dict[str, float]) -> None:
-                for name, value in record.items():
-                    live.log_metric(name, value)
-                live.next_step()
+        def log(epoch: int, record: dict[str, float]) -> None:
+            for name, value in record.items():
+                live.log_metric(name, value)
+            live.next_step()
 
-            result = fit(model, weighting, train, val, params.train, params.seed, log)
-            live.summary["best_epoch"] = result.best_epoch
-            live.summary["best_val_accuracy"] = result.best_val
+        result = fit(model, weighting, train, val, params.train, params.seed, log)
+        live.summary["best_epoch"] = result.best_epoch
+        live.summary["best_val_accuracy"] = result.best_val
         save_checkpoint(
             model_path,
             config,
@@ -66,3 +66,11 @@ def train_model(
             {"best_epoch": result.best_epoch, "val_accuracy": result.best_val},
         )
     return result
+
+
+def _live(folder: Path) -> Live:
+    """DVCLive writing into ``folder``; the metrics and plots are declared in dvc.yaml."""
+    try:
+        return Live(str(folder), dvcyaml=False, save_dvc_exp=False)
+    except SCMError as err:  # DVCLive 3.x fails in a git repository with no commit yet
+        raise InputError(f"git: {err}; commit once (git add -A && git commit) before training") from None
