@@ -4,7 +4,8 @@ from pathlib import Path
 
 from omniglot_mtl.devices import resolve_device
 from omniglot_mtl.errors import run_stage
-from omniglot_mtl.evaluation import MODEL_KINDS, write_evaluation
+from omniglot_mtl.evaluation import write_evaluation
+from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
 
 

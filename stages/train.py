@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 from omniglot_mtl.errors import run_stage
+from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
 from omniglot_mtl.train_model import train_model
 
 
 def main() -> None:
-    if sys.argv[1:] not in (["multi_input"], ["multi_output"]):
-        sys.exit("usage: python stages/train.py multi_input|multi_output")
+    if len(sys.argv) != 2 or sys.argv[1] not in MODEL_KINDS:
+        sys.exit(f"usage: python stages/train.py {'|'.join(MODEL_KINDS)}")
     kind = sys.argv[1]
     params = load_params()
     result = train_model(

@@ -22,11 +22,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from .atomic import atomic_dir, write_json
 from .checkpoints import load_checkpoint
 from .errors import InputError
-from .index import read_maps
+from .index import names_by_index, read_maps
 from .packed import load_split
 from .training import predict
-
-MODEL_KINDS = ("multi_input", "multi_output")
 
 
 def task_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -57,7 +55,7 @@ def evaluate(
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Return ``(metrics, per_alphabet, alphabet_confusion)`` for the checkpoints in ``model_paths``."""
     alphabets, characters = read_maps(index_dir)
-    alphabet_names = sorted(alphabets, key=alphabets.get)
+    alphabet_names = names_by_index(alphabets)
     test = load_split(packed_dir, "test").to(device)
     true_alpha, true_char = test.labels["alphabet"], test.labels["character"]
     char_to_alpha = character_alphabet(alphabets, characters).to(device)

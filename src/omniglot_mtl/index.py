@@ -9,6 +9,7 @@ has never seen, on characters it has.
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .atomic import atomic_dir, write_json
@@ -72,12 +73,18 @@ def index_and_pack(
     raw = Path(raw)
     scan = scan_sets(raw)
     manifests, alphabets, characters = build_index(scan, split)
-    images = {
-        name: decode_all([raw / p for p in frame["path"]], image_size) for name, frame in manifests.items()
-    }
+    # One decode over all splits: one process pool started, not one per split.
+    decoded = decode_all([raw / p for frame in manifests.values() for p in frame["path"]], image_size)
+    ends = np.cumsum([len(frame) for frame in manifests.values()])[:-1]
+    images = dict(zip(manifests, np.split(decoded, ends), strict=True))
     write_index(manifests, alphabets, characters, index_dir)
     write_packed(manifests, images, packed_dir)
     return manifests, scan
+
+
+def names_by_index(mapping: dict[str, int]) -> list[str]:
+    """The names of a name -> index map, listed by index."""
+    return sorted(mapping, key=mapping.get)
 
 
 def read_maps(index_dir: Path) -> tuple[dict[str, int], dict[str, int]]:

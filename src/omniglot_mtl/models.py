@@ -157,6 +157,7 @@ class MultiOutputNet(nn.Module):
 
 
 MODELS = {"multi_input": MultiInputNet, "multi_output": MultiOutputNet}
+MODEL_KINDS = tuple(MODELS)
 
 
 def build_model(config: ModelConfig) -> nn.Module:

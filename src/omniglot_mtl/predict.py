@@ -15,6 +15,7 @@ import torch
 
 from .checkpoints import load_checkpoint
 from .errors import InputError
+from .index import names_by_index
 from .packed import decode
 
 
@@ -35,7 +36,10 @@ def predict_files(
             known = ", ".join(checkpoint["alphabets"])
             raise InputError(f"--alphabet: {checkpoint_path} is a multi-input model; name one of: {known}")
         batch["alphabet"] = torch.full((len(images),), checkpoint["alphabets"][alphabet])
-    names = {"alphabet": list(checkpoint["alphabets"]), "character": list(checkpoint["characters"])}
+    names = {
+        "alphabet": names_by_index(checkpoint["alphabets"]),
+        "character": names_by_index(checkpoint["characters"]),
+    }
     with torch.no_grad():
         out = model(*(batch[k] for k in model.inputs))
     results = []
