@@ -65,3 +65,25 @@ def test_cpu_elu_matches_torch_elu_in_value_and_gradient():
     assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
     assert torch.allclose(x.grad, ref.grad, atol=1e-6, rtol=0)
     assert ours.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_convnet_sizes_its_heads_from_the_backbone():
+    for size in (16, 28, 48):
+        mo = build_model(ModelConfig("multi_output", n_alphabets=3, n_characters=11, image_size=size, backbone="convnet"))
+        out = mo(torch.rand(2, 1, size, size))
+        assert out["alphabet"].shape == (2, 3) and out["character"].shape == (2, 11)
+        width = mo.image_layer.features
+        assert mo.classifier_alpha.in_features == width and mo.classifier_char.in_features == width
+        mi = build_model(ModelConfig("multi_input", n_alphabets=3, n_characters=11, image_size=size, backbone="convnet"))
+        assert mi(torch.rand(2, 1, size, size), torch.tensor([0, 2]))["character"].shape == (2, 11)
+        assert mi.classifier[0].in_features == width + 8  # image features joined to the alphabet's 8
+
+
+def test_convnet_reads_ink_on_paper():
+    # The network inverts its input (ink 1, paper 0), so a blank page is all zeros inside.
+    torch.manual_seed(0)
+    net = build_model(ModelConfig("multi_output", 3, 5, 32, "convnet")).image_layer.eval()
+    assert net.features == 256 * 2 * 2
+    blank, image = torch.ones(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    assert torch.equal(net(blank), net.blocks(torch.zeros(1, 1, 32, 32)).flatten(1))
+    assert torch.allclose(net(image), net.blocks(1 - image).flatten(1))

@@ -47,6 +47,25 @@ def test_as_dict_round_trips_through_yaml():
         ("data: {image_size: 63}", "data.image_size: must be an even number >= 8, got 63"),
         ("data: {split: {val_drawers: 15}}", "data.split.val_drawers: must be a list, got 15"),
         ("loss: {alpha_weight: 0, char_weight: 0}", "loss: alpha_weight and char_weight are both 0"),
+        ("model: {backbone: resnet}", "model.backbone: must be one of ['seed', 'convnet'], got 'resnet'"),
+        (
+            "model: {backbone: convnet}\ndata: {image_size: 12}",
+            "data.image_size: must be >= 16 for model.backbone: convnet, got 12",
+        ),
+        ("train: {optimizer: sgd}", "train.optimizer: must be one of ['adam', 'adamw'], got 'sgd'"),
+        ("train: {weight_decay: 0.1}", "train.weight_decay: needs optimizer: adamw"),
+        ("train: {optimizer: adamw, weight_decay: -1}", "train.weight_decay: must be >= 0, got -1"),
+        ("train: {schedule: step}", "train.schedule: must be one of ['constant', 'cosine'], got 'step'"),
+        ("train: {warmup_epochs: 1}", "train.warmup_epochs: needs schedule: cosine"),
+        (
+            "train: {schedule: cosine, epochs: 5, warmup_epochs: 6}",
+            "train.warmup_epochs: must be between 0 and epochs (5), got 6",
+        ),
+        ("train: {label_smoothing: 1}", "train.label_smoothing: must be in [0, 1), got 1"),
+        ("train: {augment: {rotation: -5}}", "train.augment.rotation: must be between 0 and 180, got -5"),
+        ("train: {augment: {scale: 0.9}}", "train.augment.scale: must be between 0 and 0.5, got 0.9"),
+        ("train: {augment: {shift: x}}", "train.augment.shift: must be a number, got 'x'"),
+        ("train: {augment: {flip: true}}", "train.augment.flip: unknown key"),
     ],
 )
 def test_bad_values_name_their_key(tmp_path, text, message):

@@ -1,6 +1,7 @@
 """The training loop and the training stage, on a tiny synthetic set."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,74 @@ def test_training_in_a_repository_without_a_commit_says_what_to_do(data, tmp_pat
     ):
         train(data, repo, "multi_input", params())
     assert sorted(p.name for p in repo.iterdir()) == [".dvc", ".dvcignore", ".git"]
+
+
+def test_cosine_schedule_on_hand_computed_numbers():
+    from omniglot_mtl.training import lr_factor
+
+    # 2 warm-up steps of 10: 1/2, 2/2, then cos from 1 down to 0 over the remaining 8.
+    factors = [lr_factor(s, total_steps=10, warmup_steps=2) for s in range(10)]
+    assert factors[:3] == [0.5, 1.0, 1.0]
+    assert factors[4] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 8)))
+    assert factors[6] == pytest.approx(0.5)
+    assert factors[9] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert lr_factor(0, total_steps=4, warmup_steps=0) == 1.0
+
+
+def test_adamw_decays_weights_but_not_biases_norms_or_learned_loss_weights():
+    from omniglot_mtl.models import ModelConfig, build_model
+    from omniglot_mtl.training import make_optimizer
+    from omniglot_mtl.weighting import LossWeighting
+
+    model = build_model(ModelConfig("multi_output", 3, 5, 16, "convnet"))
+    weighting = LossWeighting({"alphabet": 1.0, "character": 1.0}, "uncertainty")
+    cfg = params(train={"optimizer": "adamw", "weight_decay": 0.05}).train
+    decayed, kept = make_optimizer(model, weighting, cfg, torch.device("cpu")).param_groups
+    assert decayed["weight_decay"] == 0.05 and kept["weight_decay"] == 0.0
+    assert {id(p) for p in decayed["params"]} == {
+        id(p) for name, p in model.named_parameters() if name.endswith("weight") and p.ndim > 1
+    }
+    assert any(p is weighting.log_var for p in kept["params"])
+    assert isinstance(make_optimizer(model, weighting, params().train, torch.device("cpu")), torch.optim.Adam)
+
+
+def test_lr_follows_the_schedule_during_training(data, tmp_path, monkeypatch):
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    cfg = {"epochs": 2, "batch_size": 8, "lr": 0.01, "optimizer": "adamw", "schedule": "cosine"}
+    train(data, tmp_path, "multi_input", params(train=cfg | {"warmup_epochs": 1}))
+    steps = len(seen) // 2  # 2 epochs of 12 * 6 = 72 training images in batches of 8: 9 steps each
+    assert len(seen) == 18 and steps == 9
+    assert seen[:2] == pytest.approx([0.01 / 9, 0.02 / 9]) and seen[8] == pytest.approx(0.01)
+    assert seen[-1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 8 / 9)))
+
+
+def test_convnet_recipe_learns_the_synthetic_set_better_than_the_seed_network(tmp_path):
+    # The synthetic set's default sizes (8 alphabets x 12 characters), 4 epochs each.
+    root = tmp_path / "data"
+    generate(root / "raw" / "synthetic", seed=0, alphabets=8, characters=12, drawers=20)
+    index_and_pack(root / "raw", Split((15, 16, 17), (18, 19, 20)), 32, root / "index", root / "packed")
+    seed = train(root, tmp_path / "seed", "multi_output", params(train={"epochs": 4}))
+    recipe = {
+        "epochs": 4,
+        "batch_size": 32,
+        "lr": 0.003,
+        "optimizer": "adamw",
+        "weight_decay": 0.05,
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "label_smoothing": 0.1,
+        "augment": {"rotation": 12, "shear": 10, "scale": 0.1, "shift": 0.06},
+    }
+    convnet = train(root, tmp_path / "convnet", "multi_output", params(model={"backbone": "convnet"}, train=recipe))
+    print(seed.best_val, convnet.best_val)
+    for task in ("alphabet", "character"):
+        assert convnet.best_val[task] > seed.best_val[task] + 0.1
+    raw = torch.load(tmp_path / "convnet" / "multi_output.pt", weights_only=True)
+    assert raw["config"]["backbone"] == "convnet"

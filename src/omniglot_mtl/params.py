@@ -15,9 +15,11 @@ import yaml
 from .errors import InputError
 
 OMNIGLOT_SETS = ("background", "evaluation")
-BACKBONES = ("seed",)
+BACKBONES = ("seed", "convnet")
 LOSS_METHODS = ("static", "uncertainty", "dwa")
 PRECISIONS = ("fp32", "bf16")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
 
 
 class ParamError(InputError):
@@ -74,7 +76,8 @@ class Data:
         unknown = [s for s in self.sets if s not in OMNIGLOT_SETS]
         if unknown or not self.sets:
             raise ParamError(f"{key}.sets", f"must list some of {list(OMNIGLOT_SETS)}, got {list(self.sets)}")
-        # The seed network's Linear takes 16*(S/2)^2 features, so S must be even.
+        # The seed network's Linear takes 16*(S/2)^2 features, so S must be even; the convnet
+        # halves the map four times and needs S >= 16 (checked with model.backbone).
         if self.image_size < 8 or self.image_size % 2:
             raise ParamError(f"{key}.image_size", f"must be an even number >= 8, got {self.image_size}")
         self.split.validate(f"{key}.split")
@@ -82,11 +85,41 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Random affine distortions of each training image, drawn per image, applied per batch.
+
+    All 0 (the default) leaves the images as they are. Ranges are symmetric: a rotation of 10
+    draws angles in [-10, 10] degrees, a scale of 0.1 factors in [0.9, 1.1].
+    """
+
+    rotation: float = 0.0  # degrees
+    shear: float = 0.0  # degrees
+    scale: float = 0.0  # relative
+    shift: float = 0.0  # fraction of the image side
+
+    def validate(self, key: str) -> None:
+        for name, high in (("rotation", 180.0), ("shear", 45.0), ("scale", 0.5), ("shift", 0.5)):
+            value = getattr(self, name)
+            if not 0 <= value <= high:
+                raise ParamError(f"{key}.{name}", f"must be between 0 and {high:g}, got {value:g}")
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.rotation, self.shear, self.scale, self.shift))
+
+
+@dataclass(frozen=True)
 class Train:
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 0.001
+    lr: float = 0.001  # the peak learning rate under a schedule
     precision: str = "fp32"  # fp32 | bf16 (autocast)
+    optimizer: str = "adam"  # adam | adamw (decoupled weight decay)
+    weight_decay: float = 0.0  # adamw only
+    schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay to 0)
+    warmup_epochs: float = 0.0  # cosine only
+    label_smoothing: float = 0.0
+    augment: Augment = field(default_factory=Augment)
 
     def validate(self, key: str) -> None:
         if self.epochs < 1:
@@ -97,6 +130,25 @@ class Train:
             raise ParamError(f"{key}.lr", f"must be > 0, got {self.lr}")
         if self.precision not in PRECISIONS:
             raise ParamError(f"{key}.precision", f"must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ParamError(f"{key}.optimizer", f"must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.weight_decay < 0:
+            raise ParamError(f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay:g}")
+        if self.weight_decay and self.optimizer != "adamw":
+            # Adam's own weight_decay is an L2 term scaled by the adaptive step: not what
+            # "weight decay" means in a modern recipe, so it is not offered.
+            raise ParamError(f"{key}.weight_decay", "needs optimizer: adamw (decoupled weight decay)")
+        if self.schedule not in SCHEDULES:
+            raise ParamError(f"{key}.schedule", f"must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ParamError(
+                f"{key}.warmup_epochs", f"must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs:g}"
+            )
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise ParamError(f"{key}.warmup_epochs", "needs schedule: cosine")
+        if not 0 <= self.label_smoothing < 1:
+            raise ParamError(f"{key}.label_smoothing", f"must be in [0, 1), got {self.label_smoothing:g}")
+        self.augment.validate(f"{key}.augment")
 
 
 @dataclass(frozen=True)
@@ -143,6 +195,10 @@ class Params:
             value = getattr(self, f.name)
             if hasattr(value, "validate"):
                 value.validate(f.name)
+        if self.model.backbone == "convnet" and self.data.image_size < 16:
+            raise ParamError(
+                "data.image_size", f"must be >= 16 for model.backbone: convnet, got {self.data.image_size}"
+            )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,0 +1,100 @@
+"""The README's convnet command, timed as a user runs it on a fresh clone.
+
+    python benchmarks/recipe_time.py DATA_SOURCE [--keep]
+
+Clones this repository's committed HEAD into a temporary folder (nothing cached), points
+`data.source` at DATA_SOURCE (e.g. ../shared/omniglot/images_background, made absolute) and
+commits that as the baseline, then runs the `dvc exp run ... model.backbone=convnet ...` line
+exactly as README.md writes it, from nothing: fetch, index, both training stages and evaluate.
+Prints each stage's summary line (training images/s and peak memory), the wall time, the test
+accuracies of `metrics/evaluate.json`, and a JSON line.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_command() -> str:
+    """The one line of README.md that trains the convnet recipe."""
+    lines = [
+        line.strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.strip().startswith("dvc exp run") and "model.backbone=convnet" in line
+    ]
+    if len(set(lines)) != 1:
+        sys.exit(f"README.md: expected one 'dvc exp run ... model.backbone=convnet' line, found {len(set(lines))}")
+    return lines[0]
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("source", help="data.source for the baseline, e.g. ../shared/omniglot/images_background")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
+    args = ap.parse_args()
+    source = args.source if args.source in ("synthetic", "omniglot") else str(Path(args.source).resolve())
+    command = readme_command()
+    # The stages run `python` and `dvc`: make them this interpreter's.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    tmp = Path(tempfile.mkdtemp(prefix="recipe_time_"))
+    repo = tmp / "project"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["source"] = source
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "commit", "-qam", f"data.source: {source}"], cwd=repo, check=True, env=env)
+
+    start = time.perf_counter()
+    out = subprocess.run(shlex.split(command), cwd=repo, env=env, capture_output=True, text=True)
+    wall_s = time.perf_counter() - start
+    if out.returncode:
+        sys.exit(f"{command}\nfailed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    stage_lines = [line for line in out.stdout.splitlines() if re.match(r"(fetch|index|multi_\w+|evaluate):", line)]
+    metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    peaks = [int(m) for m in re.findall(r"peak memory (\d+) MB", out.stdout)]
+    accuracy = {
+        "multi_input.character": metrics["multi_input"]["character"]["accuracy"],
+        "multi_output.alphabet": metrics["multi_output"]["alphabet"]["accuracy"],
+        "multi_output.character": metrics["multi_output"]["character"]["accuracy"],
+    }
+    print(command)
+    print("\n".join(stage_lines))
+    print(f"wall time {wall_s:.0f} s ({wall_s / 60:.1f} min); training stages peak at {max(peaks)} MB")
+    print("test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
+    machine = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    print(
+        json.dumps(
+            {"source": source, "wall_s": round(wall_s), "peak_mb": max(peaks), "machine": machine}
+            | {"metrics": metrics}
+        )
+    )
+    if args.keep:
+        print(f"kept {repo}")
+    else:
+        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+
+
+if __name__ == "__main__":
+    main()
