@@ -36,7 +36,9 @@ def readme_command() -> str:
         if line.strip().startswith("dvc exp run") and "model.backbone=convnet" in line
     ]
     if len(set(lines)) != 1:
-        sys.exit(f"README.md: expected one 'dvc exp run ... model.backbone=convnet' line, found {len(set(lines))}")
+        sys.exit(
+            f"README.md: expected one 'dvc exp run ... model.backbone=convnet' line, found {len(set(lines))}"
+        )
     return lines[0]
 
 
@@ -71,7 +73,9 @@ def main() -> None:
     wall_s = time.perf_counter() - start
     if out.returncode:
         sys.exit(f"{command}\nfailed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    stage_lines = [line for line in out.stdout.splitlines() if re.match(r"(fetch|index|multi_\w+|evaluate):", line)]
+    stage_lines = [
+        line for line in out.stdout.splitlines() if re.match(r"(fetch|index|multi_\w+|evaluate):", line)
+    ]
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     peaks = [int(m) for m in re.findall(r"peak memory (\d+) MB", out.stdout)]
     accuracy = {

@@ -54,7 +54,7 @@ def test_draws_are_seeded_and_within_range():
     b = random_affine(images, cfg, augment_generator(0, torch.device("cpu")))
     c = random_affine(images, cfg, augment_generator(1, torch.device("cpu")))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == images.shape and 0 <= a.min() and a.max() <= 1
+    assert a.shape == images.shape and a.min() >= 0 and a.max() <= 1
     # Each image gets its own draw: no two distorted copies of the same image are alike.
     same = random_affine(images[:1].expand(8, -1, -1, -1), cfg, augment_generator(0, torch.device("cpu")))
     assert len({tuple(x.flatten().tolist()) for x in same}) == 8

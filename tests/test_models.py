@@ -69,12 +69,16 @@ def test_cpu_elu_matches_torch_elu_in_value_and_gradient():
 
 def test_convnet_sizes_its_heads_from_the_backbone():
     for size in (16, 28, 48):
-        mo = build_model(ModelConfig("multi_output", n_alphabets=3, n_characters=11, image_size=size, backbone="convnet"))
+        mo = build_model(
+            ModelConfig("multi_output", n_alphabets=3, n_characters=11, image_size=size, backbone="convnet")
+        )
         out = mo(torch.rand(2, 1, size, size))
         assert out["alphabet"].shape == (2, 3) and out["character"].shape == (2, 11)
         width = mo.image_layer.features
         assert mo.classifier_alpha.in_features == width and mo.classifier_char.in_features == width
-        mi = build_model(ModelConfig("multi_input", n_alphabets=3, n_characters=11, image_size=size, backbone="convnet"))
+        mi = build_model(
+            ModelConfig("multi_input", n_alphabets=3, n_characters=11, image_size=size, backbone="convnet")
+        )
         assert mi(torch.rand(2, 1, size, size), torch.tensor([0, 2]))["character"].shape == (2, 11)
         assert mi.classifier[0].in_features == width + 8  # image features joined to the alphabet's 8
 

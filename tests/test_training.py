@@ -200,8 +200,9 @@ def test_convnet_recipe_learns_the_synthetic_set_better_than_the_seed_network(tm
         "label_smoothing": 0.1,
         "augment": {"rotation": 12, "shear": 10, "scale": 0.1, "shift": 0.06},
     }
-    convnet = train(root, tmp_path / "convnet", "multi_output", params(model={"backbone": "convnet"}, train=recipe))
-    print(seed.best_val, convnet.best_val)
+    convnet = train(
+        root, tmp_path / "convnet", "multi_output", params(model={"backbone": "convnet"}, train=recipe)
+    )
     for task in ("alphabet", "character"):
         assert convnet.best_val[task] > seed.best_val[task] + 0.1
     raw = torch.load(tmp_path / "convnet" / "multi_output.pt", weights_only=True)

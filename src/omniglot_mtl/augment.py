@@ -32,7 +32,11 @@ def random_affine(images: torch.Tensor, cfg: Augment, generator: torch.Generator
 
 
 def affine_theta(
-    rotation: torch.Tensor, shear: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor
+    rotation: torch.Tensor,
+    shear: torch.Tensor,
+    scale: torch.Tensor,
+    shift_x: torch.Tensor,
+    shift_y: torch.Tensor,
 ) -> torch.Tensor:
     """(N, 2, 3) matrices for ``warp``: rotation and horizontal shear in degrees, scale as a
     factor, shifts as fractions of the image side (positive: content moves right / down).
@@ -45,9 +49,10 @@ def affine_theta(
     cos, sin, tan = a.cos(), a.sin(), s.tan()
     # forward = shift o rotation o shear o scale; its inverse, in affine_grid's coordinates
     # where the image spans [-1, 1] (so a shift of 1 image side is 2).
-    inv_linear = torch.stack(
-        [torch.stack([cos + tan * sin, sin - tan * cos], -1), torch.stack([-sin, cos], -1)], -2
-    ) / scale[:, None, None]
+    inv_linear = (
+        torch.stack([torch.stack([cos + tan * sin, sin - tan * cos], -1), torch.stack([-sin, cos], -1)], -2)
+        / scale[:, None, None]
+    )
     # rotation R(a) = [[cos, -sin], [sin, cos]], shear H = [[1, tan], [0, 1]]:
     # (R H)^-1 = H^-1 R^-1 = [[1, -tan], [0, 1]] @ [[cos, sin], [-sin, cos]]
     shift = torch.stack([shift_x, shift_y], -1)[..., None] * 2

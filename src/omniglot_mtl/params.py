@@ -142,7 +142,8 @@ class Train:
             raise ParamError(f"{key}.schedule", f"must be one of {list(SCHEDULES)}, got {self.schedule!r}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ParamError(
-                f"{key}.warmup_epochs", f"must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs:g}"
+                f"{key}.warmup_epochs",
+                f"must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs:g}",
             )
         if self.warmup_epochs and self.schedule != "cosine":
             raise ParamError(f"{key}.warmup_epochs", "needs schedule: cosine")
