@@ -42,7 +42,7 @@ def test_as_dict_round_trips_through_yaml():
         ("train: {epochs: ten}", "train.epochs: must be an integer, got 'ten'"),
         ("train: {batch_size: true}", "train.batch_size: must be an integer, got True"),
         ("loss: {char_wieght: 2}", "loss.char_wieght: unknown key"),
-        ("loss: {method: magic}", "loss.method: must be one of ['static', 'uncertainty', 'dwa']"),
+        ("loss: {method: magic}", "loss.method: must be one of ['static', 'uncertainty', 'dwa', 'famo']"),
         ("data: {sets: [background, extra]}", "data.sets: must list some of"),
         ("data: {image_size: 63}", "data.image_size: must be an even number >= 8, got 63"),
         ("data: {split: {val_drawers: 15}}", "data.split.val_drawers: must be a list, got 15"),

@@ -207,3 +207,15 @@ def test_convnet_recipe_learns_the_synthetic_set_better_than_the_seed_network(tm
         assert convnet.best_val[task] > seed.best_val[task] + 0.1
     raw = torch.load(tmp_path / "convnet" / "multi_output.pt", weights_only=True)
     assert raw["config"]["backbone"] == "convnet"
+
+
+def test_famo_moves_its_task_weights_during_training(data, tmp_path):
+    train(data, tmp_path, "multi_output", params(loss={"method": "famo"}))
+    curves = tmp_path / "metrics_multi_output" / "plots" / "metrics" / "weight"
+    weights = {
+        task: [float(line.split("\t")[1]) for line in (curves / f"{task}.tsv").read_text().splitlines()[1:]]
+        for task in ("alphabet", "character")
+    }
+    assert len(weights["alphabet"]) == 3 and len(set(weights["alphabet"])) == 3
+    # Both tasks keep a share of the step (softmax weights are never 0).
+    assert all(a > 0 and c > 0 for a, c in zip(weights["alphabet"], weights["character"], strict=True))

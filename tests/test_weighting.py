@@ -66,3 +66,37 @@ def test_dynamic_weight_average():
     lam = [2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)]
     assert w.effective_weights() == pytest.approx(dict(zip(("alphabet", "character"), lam, strict=True)))
     assert w(losses(3.0, 5.0)).item() == pytest.approx(lam[0] * 3 + lam[1] * 5)
+
+
+def test_famo_loss_gradient_and_logit_update():
+    w = LossWeighting({"alphabet": 1.0, "character": 1.0}, method="famo")
+    assert list(w.parameters()) == []  # the model's optimizer never sees FAMO's logits
+    ls = losses(2.0, 8.0, grad=True)
+    total = w(ls)
+    # z = (1/2, 1/2); c = 1 / (0.5 / 2 + 0.5 / 8) = 3.2; loss = c * (0.5 ln 2 + 0.5 ln 8)
+    assert total.item() == pytest.approx(3.2 * 0.5 * math.log(16.0), rel=1e-6)
+    total.backward()
+    # d/dl_t = c * z_t / l_t: a convex combination of the task gradients
+    assert ls["alphabet"].grad.item() == pytest.approx(0.8) and ls["character"].grad.item() == pytest.approx(
+        0.2
+    )
+    assert w.effective_weights() == pytest.approx({"alphabet": 0.8, "character": 0.2})
+    # After the step the same batch gives (1, 7): log losses fell by ln 2 and ln(8/7).
+    w.after_step(losses(1.0, 7.0))
+    # grad_xi = J^T delta, J = diag(z) - z z^T = [[.25, -.25], [-.25, .25]] -> (+g, -g), g > 0;
+    # Adam's first step moves each logit by lr = 0.025 against the sign of its gradient.
+    assert w.famo_logits.tolist() == pytest.approx([-0.025, 0.025], abs=1e-6)
+    # So the character task, which improved less, now weighs more.
+    z = torch.softmax(torch.tensor([-0.025, 0.025]), 0)
+    c = 1 / (z[0] / 3.0 + z[1] / 5.0)
+    assert w(losses(3.0, 5.0)).item() == pytest.approx(
+        (c * (z[0] * math.log(3.0) + z[1] * math.log(5.0))).item(), rel=1e-5
+    )
+
+
+def test_famo_static_weights_tilt_the_combination():
+    w = LossWeighting({"alphabet": 1.0, "character": 3.0}, method="famo")
+    ls = losses(2.0, 2.0, grad=True)
+    w(ls).backward()
+    # z' = (0.5, 1.5); c = 1 / (0.5 / 2 + 1.5 / 2) = 1; d/dl_t = c * z'_t / l_t = (0.25, 0.75)
+    assert [ls["alphabet"].grad.item(), ls["character"].grad.item()] == pytest.approx([0.25, 0.75])

@@ -16,7 +16,7 @@ from .errors import InputError
 
 OMNIGLOT_SETS = ("background", "evaluation")
 BACKBONES = ("seed", "convnet")
-LOSS_METHODS = ("static", "uncertainty", "dwa")
+LOSS_METHODS = ("static", "uncertainty", "dwa", "famo")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")

@@ -144,6 +144,15 @@ def fit(
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if weighting.needs_losses_after_step:  # FAMO: how far this step moved each task
+                with torch.no_grad(), autocast(device, cfg.precision):
+                    out = model(*(batch[k] for k in model.inputs))
+                weighting.after_step(
+                    {
+                        t: F.cross_entropy(out[t].float(), batch[t], label_smoothing=cfg.label_smoothing)
+                        for t in model.tasks
+                    }
+                )
             loss_sums += torch.stack([losses[t].detach() for t in model.tasks]) * idx.shape[0]
             bar.update()
         mean_loss = dict(zip(model.tasks, (loss_sums / n).tolist(), strict=True))

@@ -24,6 +24,14 @@ class LossWeighting(nn.Module):
       - ``dwa``: Dynamic Weight Average (Liu, Johns & Davison 2019): from the third epoch,
         ``lambda[t] = K * softmax_t(r[t] / T)`` with ``r[t]`` the ratio of task t's mean loss in
         the last two epochs and T = 2; the loss is ``sum weight[t] * lambda[t] * loss[t]``.
+      - ``famo``: Fast Adaptive Multitask Optimization (Liu, Liu, Sun & Liu, NeurIPS 2023), as in
+        the authors' code: task logits ``xi``, ``z = softmax(xi)``, and the loss
+        ``c * sum z[t] * log(loss[t])`` with ``c = 1 / sum(z[t] / loss[t])`` held constant, so
+        the step follows ``sum (z[t] / loss[t]) * grad loss[t]`` normalised to a convex
+        combination. After each optimizer step, :meth:`after_step` takes the same batch's losses
+        again and moves ``xi`` (Adam, lr 0.025, weight decay 0.001) so that the task whose log
+        loss fell least gets more weight: all tasks improve at the same rate. Static weights
+        multiply ``z``. One extra forward pass per step; no per-task gradients.
     normalize: divide each loss by a detached running mean of its magnitude first (EMA with
     ``momentum``, started at the first value).
     """
@@ -49,8 +57,16 @@ class LossWeighting(nn.Module):
         self.epoch_losses: list[torch.Tensor] = []  # mean task losses of past epochs, for DWA
         if method == "uncertainty":
             self.log_var = nn.Parameter(torch.zeros(len(self.tasks)))
+        elif method == "famo":
+            # Not an nn.Parameter: the model's optimizer must not see it; FAMO has its own rule.
+            self.register_buffer("famo_logits", torch.zeros(len(self.tasks)))
+            self.register_buffer("famo_factor", torch.ones(len(self.tasks)))  # for effective_weights
+            self._famo_optimizer: torch.optim.Optimizer | None = None
+            self._famo_last: torch.Tensor | None = None
         elif method not in ("static", "dwa"):
             raise ValueError(f"unknown loss weighting method {method!r}")
+
+    needs_losses_after_step = property(lambda self: self.method == "famo")
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         loss = torch.stack([losses[t] for t in self.tasks]).float()
@@ -60,9 +76,36 @@ class LossWeighting(nn.Module):
             per_task = 0.5 * torch.exp(-self.log_var) * loss + 0.5 * self.log_var
         elif self.method == "dwa":
             per_task = self.dwa * loss
+        elif self.method == "famo":
+            return self._famo_loss(loss)
         else:
             per_task = loss
         return (self.weight * per_task).sum()
+
+    def _famo_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        # Cross-entropy's lower bound is 0; the authors' 1e-8 keeps the log finite.
+        bounded = loss + 1e-8
+        z = self.weight * torch.softmax(self.famo_logits, 0)
+        c = 1 / (z / bounded.detach()).sum()
+        self.famo_factor.copy_((c * z / bounded).detach())
+        self._famo_last = bounded.detach()
+        return (c * z * bounded.log()).sum()
+
+    @torch.no_grad()
+    def after_step(self, losses: dict[str, torch.Tensor]) -> None:
+        """FAMO: the same batch's task losses after the optimizer step; updates the task logits."""
+        if self.method != "famo" or self._famo_last is None:
+            return
+        new = torch.stack([losses[t] for t in self.tasks]).float() + 1e-8
+        delta = self._famo_last.log() - new.log()  # how much each task's log loss fell
+        if self._famo_optimizer is None:
+            self._famo_leaf = self.famo_logits.clone().requires_grad_()
+            self._famo_optimizer = torch.optim.Adam([self._famo_leaf], lr=0.025, weight_decay=0.001)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(torch.softmax(self._famo_leaf, 0), self._famo_leaf, delta)
+        self._famo_leaf.grad = grad
+        self._famo_optimizer.step()
+        self.famo_logits.copy_(self._famo_leaf.detach())
 
     def _update_magnitude(self, value: torch.Tensor) -> torch.Tensor:
         # torch.where rather than an `if` on a tensor: no host sync inside the training step.
@@ -90,4 +133,6 @@ class LossWeighting(nn.Module):
             w = w * 0.5 * torch.exp(-self.log_var)
         elif self.method == "dwa":
             w = w * self.dwa
+        elif self.method == "famo":  # d total / d loss[t] at the last step: c * z[t] / loss[t]
+            w = self.famo_factor.clone()
         return dict(zip(self.tasks, w.tolist(), strict=True))
