@@ -119,6 +119,15 @@ def fit(
             optimizer, lambda step: lr_factor(step, cfg.epochs * steps, warmup)
         )
     distort = augment_generator(seed, device) if cfg.augment.enabled else None
+
+    def task_losses(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with autocast(device, cfg.precision):
+            out = model(*(batch[k] for k in model.inputs))
+        return {
+            t: F.cross_entropy(out[t].float(), batch[t], label_smoothing=cfg.label_smoothing)
+            for t in model.tasks
+        }
+
     best_epoch, best_val, best_state = 0, {}, {}
     train_seconds = 0.0
     bar = tqdm(total=cfg.epochs * steps, unit="batch", disable=None, leave=False)
@@ -132,27 +141,18 @@ def fit(
             batch = train.batch(idx)
             if distort is not None:
                 batch["image"] = random_affine(batch["image"], cfg.augment, distort)
-            with autocast(device, cfg.precision):
-                out = model(*(batch[k] for k in model.inputs))
-            losses = {
-                t: F.cross_entropy(out[t].float(), batch[t], label_smoothing=cfg.label_smoothing)
-                for t in model.tasks
-            }
+            losses = task_losses(batch)
             total = weighting(losses)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            if weighting.needs_losses_after_step:  # FAMO: how far this step moved each task
-                with torch.no_grad(), autocast(device, cfg.precision):
-                    out = model(*(batch[k] for k in model.inputs))
-                weighting.after_step(
-                    {
-                        t: F.cross_entropy(out[t].float(), batch[t], label_smoothing=cfg.label_smoothing)
-                        for t in model.tasks
-                    }
-                )
+            if weighting.needs_losses_after_step:
+                # FAMO: how far this step moved each task, on the same batch. In train mode, as
+                # in the authors' code (batch norm's running statistics see the batch twice).
+                with torch.no_grad():
+                    weighting.after_step(task_losses(batch))
             loss_sums += torch.stack([losses[t].detach() for t in model.tasks]) * idx.shape[0]
             bar.update()
         mean_loss = dict(zip(model.tasks, (loss_sums / n).tolist(), strict=True))
