@@ -207,6 +207,12 @@ def test_convnet_recipe_learns_the_synthetic_set_better_than_the_seed_network(tm
         assert convnet.best_val[task] > seed.best_val[task] + 0.1
     raw = torch.load(tmp_path / "convnet" / "multi_output.pt", weights_only=True)
     assert raw["config"]["backbone"] == "convnet"
+    # The augmentation draws are seeded: the same params give the same checkpoint bytes.
+    again = params(model={"backbone": "convnet"}, train=recipe)
+    train(root, tmp_path / "again", "multi_output", again)
+    assert (tmp_path / "again" / "multi_output.pt").read_bytes() == (
+        tmp_path / "convnet" / "multi_output.pt"
+    ).read_bytes()
 
 
 def test_famo_moves_its_task_weights_during_training(data, tmp_path):
