@@ -10,16 +10,12 @@ images/s and peak memory) and a JSON line.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from fresh_clone import clone_with_source  # benchmarks/fresh_clone.py (the script's own folder)
 
 
 def main() -> None:
@@ -27,15 +23,8 @@ def main() -> None:
     ap.add_argument("source", nargs="?", default="synthetic")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
-    source = args.source if args.source in ("synthetic", "omniglot") else str(Path(args.source).resolve())
-    # The stages run `python`: make it this interpreter.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    tmp = Path(tempfile.mkdtemp(prefix="pipeline_time_"))
-    repo = tmp / "project"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["source"] = source
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo, env = clone_with_source(args.source, "pipeline_time_")
+    source = yaml.safe_load((repo / "params.yaml").read_text())["data"]["source"]
 
     def repro() -> tuple[float, str]:
         start = time.perf_counter()
@@ -53,7 +42,7 @@ def main() -> None:
     if args.keep:
         print(f"kept {repo}")
     else:
-        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        subprocess.run(["rm", "-rf", str(repo.parent)], check=True)
 
 
 STAGE_WORDS = {"fetch", "index", "multi_input", "multi_output", "evaluate"}

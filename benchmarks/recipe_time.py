@@ -18,14 +18,12 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from fresh_clone import ROOT, clone_with_source  # benchmarks/fresh_clone.py (the script's own folder)
 
 
 def readme_command() -> str:
@@ -56,16 +54,9 @@ def main() -> None:
     ap.add_argument("source", help="data.source for the baseline, e.g. ../shared/omniglot/images_background")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
-    source = args.source if args.source in ("synthetic", "omniglot") else str(Path(args.source).resolve())
     command = readme_command()
-    # The stages run `python` and `dvc`: make them this interpreter's.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    tmp = Path(tempfile.mkdtemp(prefix="recipe_time_"))
-    repo = tmp / "project"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["source"] = source
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo, env = clone_with_source(args.source, "recipe_time_")
+    source = yaml.safe_load((repo / "params.yaml").read_text())["data"]["source"]
     subprocess.run(["git", "commit", "-qam", f"data.source: {source}"], cwd=repo, check=True, env=env)
 
     start = time.perf_counter()
@@ -97,7 +88,7 @@ def main() -> None:
     if args.keep:
         print(f"kept {repo}")
     else:
-        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        subprocess.run(["rm", "-rf", str(repo.parent)], check=True)
 
 
 if __name__ == "__main__":
