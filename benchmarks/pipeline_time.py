@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-import yaml
 from fresh_clone import clone_with_source  # benchmarks/fresh_clone.py (the script's own folder)
 
 
@@ -23,8 +22,7 @@ def main() -> None:
     ap.add_argument("source", nargs="?", default="synthetic")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
-    repo, env = clone_with_source(args.source, "pipeline_time_")
-    source = yaml.safe_load((repo / "params.yaml").read_text())["data"]["source"]
+    repo, env, source = clone_with_source(args.source, "pipeline_time_")
 
     def repro() -> tuple[float, str]:
         start = time.perf_counter()

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from fresh_clone import ROOT, clone_with_source  # benchmarks/fresh_clone.py (the script's own folder)
 
 
@@ -55,8 +54,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
     command = readme_command()
-    repo, env = clone_with_source(args.source, "recipe_time_")
-    source = yaml.safe_load((repo / "params.yaml").read_text())["data"]["source"]
+    repo, env, source = clone_with_source(args.source, "recipe_time_")
     subprocess.run(["git", "commit", "-qam", f"data.source: {source}"], cwd=repo, check=True, env=env)
 
     start = time.perf_counter()

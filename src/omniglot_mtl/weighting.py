@@ -61,12 +61,15 @@ class LossWeighting(nn.Module):
             # Not an nn.Parameter: the model's optimizer must not see it; FAMO has its own rule.
             self.register_buffer("famo_logits", torch.zeros(len(self.tasks)))
             self.register_buffer("famo_factor", torch.ones(len(self.tasks)))  # for effective_weights
+            # Made at the first update, over the buffer as it is then (after any .to(device)).
             self._famo_optimizer: torch.optim.Optimizer | None = None
             self._famo_last: torch.Tensor | None = None
         elif method not in ("static", "dwa"):
             raise ValueError(f"unknown loss weighting method {method!r}")
 
-    needs_losses_after_step = property(lambda self: self.method == "famo")
+    @property
+    def needs_losses_after_step(self) -> bool:
+        return self.method == "famo"
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         loss = torch.stack([losses[t] for t in self.tasks]).float()
@@ -98,14 +101,13 @@ class LossWeighting(nn.Module):
             return
         new = torch.stack([losses[t] for t in self.tasks]).float() + 1e-8
         delta = self._famo_last.log() - new.log()  # how much each task's log loss fell
+        # The gradient of softmax(xi) . delta with respect to xi, in closed form: J^T delta with
+        # J = diag(z) - z z^T, i.e. z * (delta - z . delta).
+        z = torch.softmax(self.famo_logits, 0)
+        self.famo_logits.grad = z * (delta - (z * delta).sum())
         if self._famo_optimizer is None:
-            self._famo_leaf = self.famo_logits.clone().requires_grad_()
-            self._famo_optimizer = torch.optim.Adam([self._famo_leaf], lr=0.025, weight_decay=0.001)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(torch.softmax(self._famo_leaf, 0), self._famo_leaf, delta)
-        self._famo_leaf.grad = grad
+            self._famo_optimizer = torch.optim.Adam([self.famo_logits], lr=0.025, weight_decay=0.001)
         self._famo_optimizer.step()
-        self.famo_logits.copy_(self._famo_leaf.detach())
 
     def _update_magnitude(self, value: torch.Tensor) -> torch.Tensor:
         # torch.where rather than an `if` on a tensor: no host sync inside the training step.
