@@ -67,6 +67,22 @@ def test_cpu_elu_matches_torch_elu_in_value_and_gradient():
     assert ours.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_cpu_elu_in_bf16_is_within_bf16_rounding_of_the_exact_elu():
+    """Under ``train.precision: bf16`` the ELU receives bfloat16 maps. Its output may differ
+    from the exact ELU (float64) by bf16's rounding, relative 2^-8, and no more; ``exp(x) - 1``
+    computed in bf16 failed this by a factor of 256 (small negative inputs came out 0)."""
+    from omniglot_mtl.models import ELU
+
+    x = torch.cat([-torch.logspace(-6, 0.5, 2001), torch.logspace(-6, 0.5, 2001)])
+    x = x.to(torch.bfloat16).reshape(1, 2, 2001, 1).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = ELU()(x)
+    exact = nn.functional.elu(x.double())
+    rel = ((ours.double() - exact).abs() / exact.abs()).max().item()
+    assert ours.dtype == torch.bfloat16
+    assert rel <= 2**-8, rel
+
+
 def test_convnet_sizes_its_heads_from_the_backbone():
     for size in (16, 28, 48):
         mo = build_model(

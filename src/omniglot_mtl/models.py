@@ -90,11 +90,16 @@ class ELU(nn.ELU):
     PyTorch's CPU ELU computes ``expm1`` one element at a time: 2.8 ms for a 32 x 16 x 32 x 32
     map, a quarter of the training step on real Omniglot (whose white background drives half the
     channels negative), against 0.2 ms for the vectorised ``exp``. Here the negative side is
-    ``exp(x) - 1`` (within 1e-7 of ``expm1``). Elsewhere (GPUs) it is ``nn.ELU``.
+    ``exp(x) - 1`` (within 1e-7 of ``expm1``), in float32 only: in bfloat16 (``train.precision:
+    bf16``) ``exp(x)`` rounds to 1 for small negative ``x``, so ``exp(x) - 1`` loses every digit
+    (it came out exactly 0 for half of the inputs in (-1e-2, 0)). Elsewhere (GPUs, bf16, float64)
+    it is ``nn.ELU``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ExpELU.apply(x) if x.device.type == "cpu" and self.alpha == 1.0 else super().forward(x)
+        if x.device.type == "cpu" and x.dtype == torch.float32 and self.alpha == 1.0:
+            return _ExpELU.apply(x)
+        return super().forward(x)
 
 
 def seed_backbone(image_size: int) -> nn.Sequential:
