@@ -9,7 +9,7 @@ from omniglot_mtl.sources import fetch
 
 def main() -> None:
     params = load_params()
-    scan = fetch(params.data, params.seed, Path("data/raw"))
+    scan = fetch(params.data, Path("data/raw"))
     print(f"fetch: {len(scan.drawings)} drawings from {params.data.source}; {scan.skipped_summary()}")
 
 

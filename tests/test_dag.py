@@ -29,3 +29,40 @@ def test_stage_deps_are_exactly_the_modules_it_imports(name):
     modules = {f"src/{m.replace('.', '/')}.py" for m in loaded}
     declared = {d for d in stage["deps"] if d.startswith("src/")}
     assert modules == declared
+
+
+def test_every_stage_runs_after_the_params_check():
+    assert STAGES["check_params"]["params"] == [{"params.yaml": None}]  # the whole file
+    assert STAGES["check_params"]["outs"] == [{"data/params_ok": {"persist": True}}]
+    for name, stage in STAGES.items():
+        if name != "check_params":
+            assert "data/params_ok" in stage["deps"], name
+
+
+def test_the_params_check_imports_no_torch():
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE.replace('m.startswith("omniglot_mtl.")', 'm == "torch"'),
+            "stages/check_params.py",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert loaded == []
+
+
+def test_checkpoints_record_the_params_their_stage_declares():
+    from omniglot_mtl.train_model import STAGE_PARAMS
+
+    for kind, sections in STAGE_PARAMS.items():
+        assert STAGES[f"train_{kind}"]["params"] == list(sections)
+
+
+def test_the_data_has_its_own_seed():
+    # `seed` is training's: a seed sweep must not regenerate the synthetic set.
+    assert "seed" not in STAGES["fetch"]["params"] and "data.synthetic" in STAGES["fetch"]["params"]
+    assert all("seed" in STAGES[f"train_{kind}"]["params"] for kind in ("multi_input", "multi_output"))

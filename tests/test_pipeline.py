@@ -1,10 +1,12 @@
 """The real `dvc` CLI over the real pipeline, in a temporary git repository, on tiny data."""
 
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import copy_project, dvc, git, make_set
 
@@ -71,7 +73,14 @@ def pipeline(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
     repo, output = pipeline
-    assert ran(output) == ["fetch", "index", "train_multi_input", "train_multi_output", "evaluate"]
+    assert ran(output) == [
+        "check_params",
+        "fetch",
+        "index",
+        "train_multi_input",
+        "train_multi_output",
+        "evaluate",
+    ]
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert set(metrics) == {"multi_input", "multi_output", "test_images"}
     assert set(metrics["multi_input"]) == {"character"}
@@ -118,15 +127,17 @@ def test_metrics_and_plots_are_found_without_arguments(pipeline):
 
 def test_experiment_workflow(pipeline):
     repo, _ = pipeline
-    # A loss weight reruns the multi-output branch only.
+    # A loss weight reruns the multi-output branch only (after the params check, which reruns
+    # on any change of params.yaml and is over in a fraction of a second).
+    baseline = json.loads((repo / "metrics" / "evaluate.json").read_text())
     out = dvc(repo, "exp", "run", "-S", "loss.char_weight=2").stdout
-    assert ran(out) == ["train_multi_output", "evaluate"]
+    assert ran(out) == ["check_params", "train_multi_output", "evaluate"]
     rows = exp_rows(repo)
     weights = sorted(r["params"]["loss"]["char_weight"] for r in rows)
     assert weights == [1.0, 2.0]
-    for row in rows:
-        assert row["metrics"]["multi_output"]["character"]["accuracy"] >= 0
-        assert row["metrics"]["multi_input"]["character"]["accuracy"] >= 0
+    # The committed row shows the committed file; both rows share the untouched multi-input model.
+    assert next(r for r in rows if r["params"]["loss"]["char_weight"] == 1.0)["metrics"] == baseline
+    assert {json.dumps(r["metrics"]["multi_input"]) for r in rows} == {json.dumps(baseline["multi_input"])}
     exp_name = next(r["name"] for r in rows if r["params"]["loss"]["char_weight"] == 2.0)
 
     diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", exp_name, "--all", "--json").stdout)
@@ -149,13 +160,14 @@ def test_experiment_workflow(pipeline):
     # cache, nothing is trained.
     for weight in ("1.0", "2"):
         again = dvc(repo, "exp", "run", "-S", f"loss.char_weight={weight}").stdout
-        assert ran(again) == []
+        assert ran(again) == ["check_params"]
         assert "Stage 'train_multi_output' is cached - skipping run, checking out outputs" in again
 
 
 def test_queued_sweep(pipeline):
     repo, _ = pipeline
     before = len(exp_rows(repo))
+    baseline = json.loads(git(repo, "show", "HEAD:metrics/evaluate.json"))
     dvc(repo, "exp", "run", "--queue", "-S", "loss.char_weight=0.5,1,3")
     dvc(repo, "queue", "start")
     deadline = time.time() + 240
@@ -169,7 +181,113 @@ def test_queued_sweep(pipeline):
     assert len(rows) == before + 3
     weights = [r["params"]["loss"]["char_weight"] for r in rows]
     assert weights.count(0.5) == 1 and weights.count(3.0) == 1
-    assert all(r["metrics"]["multi_output"]["character"]["accuracy"] >= 0 for r in rows)
+    # Every queued run evaluated both models on the same 12 test images; the multi-input model
+    # (which no loss weight touches) came from the baseline every time.
+    for row in rows:
+        assert row["metrics"]["test_images"] == 12
+        assert row["metrics"]["multi_input"] == baseline["multi_input"]
+
+
+def reset_to_head(repo: Path) -> None:
+    """The workspace as committed. Files are rewritten from git rather than checked out: after a
+    failed `dvc exp run`, git's index can list an edited params.yaml as unchanged."""
+    for name in ("params.yaml", "dvc.lock", *git(repo, "ls-files", "metrics").split()):
+        (repo / name).write_text(git(repo, "show", f"HEAD:{name}"))
+    dvc(repo, "checkout", "--force")
+
+
+def output_hashes(repo: Path) -> dict[str, str]:
+    """sha256 of every model, metric and plot file, and of the params check's output."""
+    files = [*(repo / "models").glob("*.pt"), *(repo / "metrics").rglob("*.*"), repo / "data" / "params_ok"]
+    return {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_bad_params_fail_before_any_output_is_deleted(pipeline):
+    repo, _ = pipeline
+    reset_to_head(repo)
+    before = output_hashes(repo)
+    assert len(before) == 16
+    committed = yaml.safe_load((repo / "params.yaml").read_text())
+    renamed = {("trian" if k == "train" else k): v for k, v in committed.items()}
+    cases = [
+        (
+            ["repro"],
+            committed | {"train": committed["train"] | {"epochs": 0}},
+            "train.epochs: must be >= 1, got 0",
+        ),
+        (["repro"], renamed, "trian: unknown key (known: data, device, loss, model, seed, train)"),
+        (
+            ["repro"],
+            committed | {"loss": committed["loss"] | {"char_wieght": 2}},
+            "loss.char_wieght: unknown key (known: alpha_weight, char_weight, method, normalize)",
+        ),
+        (["exp", "run", "-S", "train.epochs=0"], None, "train.epochs: must be >= 1, got 0"),
+        (["exp", "run", "-S", "+loss.char_wieght=2"], None, "loss.char_wieght: unknown key"),
+        (
+            ["exp", "run", "-S", "model.backbone=resnet"],
+            None,
+            "model.backbone: must be one of ['seed', 'convnet']",
+        ),
+    ]
+    for command, params, message in cases:
+        if params is not None:
+            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        result = dvc(repo, *command, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, command
+        assert ran(result.stdout) == ["check_params"], (command, output)
+        errors = [line for line in output.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: params.yaml: {message}"), output
+        assert output_hashes(repo) == before, command
+        reset_to_head(repo)
+    # A misspelled key that DVC itself refuses to set never reaches a stage.
+    result = dvc(repo, "exp", "run", "-S", "loss.char_wieght=2", check=False)
+    assert result.returncode != 0 and "char_wieght" in result.stderr
+    assert output_hashes(repo) == before
+    reset_to_head(repo)
+    assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+
+
+def test_training_seed_reruns_training_only(pipeline):
+    repo, _ = pipeline
+    reset_to_head(repo)
+    out = dvc(repo, "exp", "run", "-S", "seed=1").stdout
+    assert ran(out) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    committed = yaml.safe_load(git(repo, "show", "HEAD:dvc.lock"))["stages"]
+    assert lock["index"] == committed["index"] and lock["fetch"] == committed["fetch"]
+    assert lock["train_multi_input"]["outs"] != committed["train_multi_input"]["outs"]
+    reset_to_head(repo)
+
+
+def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_yaml(pipeline):
+    """Each checkpoint records exactly the params sections its stage declares. Had the
+    multi-input checkpoint recorded ``loss`` too, the restore below would bring back
+    char_weight 1.0 (from the run that made it) beside a params.yaml that says 4."""
+    repo, _ = pipeline
+    reset_to_head(repo)
+    first = dvc(repo, "exp", "run", "-S", "train.epochs=1", "-S", "loss.char_weight=4").stdout
+    assert ran(first) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
+    # Back to the baseline's 2 epochs, keeping char_weight 4: the multi-input stage's params are
+    # the baseline's again, so DVC restores its checkpoint from the run cache.
+    out = dvc(repo, "exp", "run", "-S", "train.epochs=2").stdout
+    assert "Stage 'train_multi_input' is cached - skipping run, checking out outputs" in out
+    assert ran(out) == ["check_params", "train_multi_output", "evaluate"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["loss"]["char_weight"] == 4 and params["train"]["epochs"] == 2
+    for kind, sections in (
+        ("multi_input", ["device", "model", "seed", "train"]),
+        ("multi_output", ["device", "loss", "model", "seed", "train"]),
+    ):
+        recorded = torch.load(repo / "models" / f"{kind}.pt", weights_only=True)["params"]
+        assert sorted(recorded) == sections
+        for name in sections:
+            expected = params[name]
+            if isinstance(expected, dict):  # the checkpoint holds every key, defaults included
+                assert {k: recorded[name][k] for k in expected} == expected, (kind, name)
+            else:
+                assert recorded[name] == expected, (kind, name)
+    reset_to_head(repo)
 
 
 def test_folder_source_is_a_real_dependency(project):
@@ -177,7 +295,7 @@ def test_folder_source_is_a_real_dependency(project):
     make_set(src, {"A": 2, "B": 2}, drawers=6)
     set_params(project, TINY | {"data": TINY["data"] | {"source": str(src)}})
     out = dvc(project, "repro", "index").stdout
-    assert ran(out) == ["fetch", "index"]
+    assert ran(out) == ["check_params", "fetch", "index"]
     assert "index: 2 alphabets, 4 characters; rows: train 16, val 4, test 4; images 16x16" in out
     assert ran(dvc(project, "repro", "index").stdout) == []
     # Adding a drawing to the source reruns everything downstream of it.

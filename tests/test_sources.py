@@ -42,7 +42,7 @@ def server(tmp_path):
 
 def test_synthetic_source(tmp_path):
     data = Data(synthetic=Synthetic(alphabets=2, characters=3, drawers=4))
-    scan = fetch(data, seed=0, out=tmp_path / "raw")
+    scan = fetch(data, out=tmp_path / "raw")
     assert len(scan.drawings) == 24 and scan.skipped == []
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["synthetic"]
 
@@ -52,7 +52,7 @@ def test_alphabet_level_folder_is_copied_without_litter(tmp_path):
     make_set(src, {"A": 2, "B": 1}, drawers=3)
     (src / ".DS_Store").write_text("x")
     (src / "A" / "character01" / "notes.txt").write_text("x")
-    scan = fetch(Data(source=str(src)), seed=0, out=tmp_path / "raw")
+    scan = fetch(Data(source=str(src)), out=tmp_path / "raw")
     assert len(scan.drawings) == 9
     assert scan.skipped == [f"{src}/.DS_Store", f"{src}/A/character01/notes.txt"]
     copied = sorted(
@@ -65,13 +65,13 @@ def test_set_level_folder_takes_data_sets(tmp_path):
     src = tmp_path / "omniglot"
     make_set(src / "images_background", {"A": 2}, drawers=3)
     make_set(src / "images_evaluation", {"Z": 1}, drawers=3, first_id=10)
-    one = fetch(Data(source=str(src)), seed=0, out=tmp_path / "one")
-    both = fetch(Data(source=str(src), sets=("background", "evaluation")), seed=0, out=tmp_path / "two")
+    one = fetch(Data(source=str(src)), out=tmp_path / "one")
+    both = fetch(Data(source=str(src), sets=("background", "evaluation")), out=tmp_path / "two")
     assert len(one.drawings) == 6 and {d.set for d in one.drawings} == {"images_background"}
     assert len(both.drawings) == 9 and {d.alphabet for d in both.drawings} == {"A", "Z"}
     (src / "images_evaluation").rename(src / "elsewhere")
     with pytest.raises(InputError, match=r"data.sets: .*images_evaluation not found"):
-        fetch(Data(source=str(src), sets=("background", "evaluation")), seed=0, out=tmp_path / "three")
+        fetch(Data(source=str(src), sets=("background", "evaluation")), out=tmp_path / "three")
     assert not (tmp_path / "three").exists()
 
 
@@ -79,17 +79,17 @@ def test_missing_source_folder_fails_without_output(tmp_path):
     with pytest.raises(
         InputError, match=r"^data.source: .*nowhere is not 'synthetic', 'omniglot' or an existing folder$"
     ):
-        fetch(Data(source=str(tmp_path / "nowhere")), seed=0, out=tmp_path / "raw")
+        fetch(Data(source=str(tmp_path / "nowhere")), out=tmp_path / "raw")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_fetch_keeps_the_previous_output_whole(tmp_path):
     src = tmp_path / "set"
     make_set(src, {"A": 1}, drawers=3)
-    fetch(Data(source=str(src)), seed=0, out=tmp_path / "raw")
+    fetch(Data(source=str(src)), out=tmp_path / "raw")
     (src / "A" / "character01" / "bad name.png").write_text("x")
     with pytest.raises(InputError, match="bad name.png: file name is not"):
-        fetch(Data(source=str(src)), seed=0, out=tmp_path / "raw")
+        fetch(Data(source=str(src)), out=tmp_path / "raw")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "set"]
     assert len(list((tmp_path / "raw").rglob("*.png"))) == 3
 
@@ -129,9 +129,7 @@ def test_omniglot_source_from_a_zip_put_by_hand(tmp_path, monkeypatch):
     make_set(tmp_path / "images_background", {"A": 2, "B": 2}, drawers=3)
     archive = zip_folder(tmp_path / "images_background", tmp_path / "images_background.zip")
     monkeypatch.setitem(sources.OMNIGLOT_MD5, "images_background", md5(archive))
-    scan = fetch(
-        Data(source="omniglot", mirror="http://127.0.0.1:9"), 0, tmp_path / "raw", zip_folder=tmp_path
-    )
+    scan = fetch(Data(source="omniglot", mirror="http://127.0.0.1:9"), tmp_path / "raw", zip_folder=tmp_path)
     assert len(scan.drawings) == 12 and {d.set for d in scan.drawings} == {"images_background"}
 
 

@@ -48,6 +48,10 @@ def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
     }
     assert list(raw["alphabets"]) == ["Synthetic_01", "Synthetic_02", "Synthetic_03"]
     assert len(raw["characters"]) == 12 and raw["params"]["train"]["epochs"] == 3
+    assert sorted(raw["params"]) == ["device", "loss", "model", "seed", "train"]  # no data.*
+    env = raw["environment"]
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["cpu"]
     assert raw["best_epoch"] == result.best_epoch and raw["val_accuracy"] == result.best_val
     for k, v in result.best_state.items():
         assert torch.equal(model.state_dict()[k], v)

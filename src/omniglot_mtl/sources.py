@@ -28,7 +28,7 @@ OMNIGLOT_MD5 = {
 ZIP_FOLDER = Path("omniglot")  # where official zips are kept, or put by hand when offline
 
 
-def fetch(data: Data, seed: int, out: Path, zip_folder: Path = ZIP_FOLDER) -> layout.Scan:
+def fetch(data: Data, out: Path, zip_folder: Path = ZIP_FOLDER) -> layout.Scan:
     """Write ``data.source`` into ``out`` (replaced whole, atomically).
 
     Returns the scan of ``out``, with the files of the source that were not copied (because they
@@ -38,7 +38,7 @@ def fetch(data: Data, seed: int, out: Path, zip_folder: Path = ZIP_FOLDER) -> la
     with atomic_dir(out) as tmp:
         if data.source == "synthetic":
             s = data.synthetic
-            synthetic.generate(tmp / "synthetic", seed, s.alphabets, s.characters, s.drawers)
+            synthetic.generate(tmp / "synthetic", s.seed, s.alphabets, s.characters, s.drawers)
         elif data.source == "omniglot":
             for name in (f"images_{s}" for s in data.sets):
                 archive = official_zip(name, data.mirror, zip_folder)

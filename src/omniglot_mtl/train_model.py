@@ -9,6 +9,7 @@ from scmrepo.exceptions import SCMError
 from .atomic import atomic_dir
 from .checkpoints import save_checkpoint
 from .devices import resolve_device
+from .environment import describe
 from .errors import InputError
 from .index import read_maps
 from .models import ModelConfig, build_model
@@ -16,6 +17,14 @@ from .packed import load_split
 from .params import Params, as_dict
 from .training import FitResult, fit
 from .weighting import LossWeighting
+
+# The params sections each training stage declares in dvc.yaml, and so all that its checkpoint
+# records: a section it does not declare could differ in a checkpoint restored from DVC's run
+# cache (tests/test_dag.py checks that the two lists agree).
+STAGE_PARAMS = {
+    "multi_input": ("seed", "device", "train", "model"),
+    "multi_output": ("seed", "device", "train", "model", "loss"),
+}
 
 
 def train_model(
@@ -62,8 +71,12 @@ def train_model(
             {k: v.cpu() for k, v in result.best_state.items()},
             alphabets,
             characters,
-            as_dict(params),
-            {"best_epoch": result.best_epoch, "val_accuracy": result.best_val},
+            {name: value for name, value in as_dict(params).items() if name in STAGE_PARAMS[kind]},
+            {
+                "best_epoch": result.best_epoch,
+                "val_accuracy": result.best_val,
+                "environment": describe(device),
+            },
         )
     return result
 
