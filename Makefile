@@ -12,5 +12,8 @@ test:
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
+# A set in Omniglot layout: make bench DATA=path/to/images_background
+DATA ?= ../shared/omniglot/images_background
 bench:
-	.venv/bin/python benchmarks/train_speed.py ../shared/omniglot/images_background
+	@test -d "$(DATA)" || { echo "make bench: $(DATA) is not a folder; run make bench DATA=<a set in Omniglot layout>" >&2; exit 2; }
+	.venv/bin/python benchmarks/train_speed.py "$(DATA)"

@@ -13,14 +13,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def clone_with_source(source: str, prefix: str) -> tuple[Path, dict, str]:
     """Clone this repository's committed HEAD into a new temporary folder (so nothing is cached)
-    and set its ``data.source`` (a folder made absolute). Returns the clone, the environment to
-    run it in (where ``python`` and ``dvc`` are this interpreter's) and the source as set."""
-    if source not in ("synthetic", "omniglot"):
-        source = str(Path(source).resolve())
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    and point it at ``source``: ``synthetic``, ``omniglot``, or a folder (``data.source: folder``
+    with ``data.folder`` made absolute). Returns the clone, the environment to run it in (where
+    ``python`` and ``dvc`` are this interpreter's) and the source as set."""
     repo = Path(tempfile.mkdtemp(prefix=prefix)) / "project"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        # The clone's own package, not the one this interpreter has installed (an editable
+        # install points at this working tree, which may differ from HEAD).
+        "PYTHONPATH": str(repo / "src"),
+    }
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["source"] = source
+    if source in ("synthetic", "omniglot"):
+        params["data"]["source"] = source
+    else:
+        source = str(Path(source).resolve())
+        params["data"]["source"] = "folder"
+        params["data"]["folder"] = source
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return repo, env, source

@@ -3,7 +3,8 @@
     python benchmarks/pipeline_time.py [DATA_SOURCE] [--keep]
 
 Clones this repository's committed HEAD into a temporary folder (so nothing is cached), sets
-`data.source` (default: synthetic; e.g. ../shared/omniglot/images_background, made absolute),
+a data source (default: synthetic; a folder, e.g. ../shared/omniglot/images_background, is set as
+`data.source: folder` with `data.folder` made absolute),
 and times both commands. Prints each stage's own summary line (the training stages report their
 images/s and peak memory) and a JSON line.
 """

@@ -3,7 +3,7 @@
     python benchmarks/recipe_time.py DATA_SOURCE [--keep]
 
 Clones this repository's committed HEAD into a temporary folder (nothing cached), points
-`data.source` at DATA_SOURCE (e.g. ../shared/omniglot/images_background, made absolute) and
+`data.folder` at DATA_SOURCE (e.g. ../shared/omniglot/images_background, made absolute) and
 commits that as the baseline, then runs the `dvc exp run ... model.backbone=convnet ...` line
 exactly as README.md writes it, from nothing: fetch, index, both training stages and evaluate.
 Prints each stage's summary line (training images/s and peak memory), the wall time, the test
@@ -50,12 +50,12 @@ def cpu_name() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("source", help="data.source for the baseline, e.g. ../shared/omniglot/images_background")
+    ap.add_argument("source", help="the data folder for the baseline, e.g. ../shared/omniglot/images_background")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
     command = readme_command()
     repo, env, source = clone_with_source(args.source, "recipe_time_")
-    subprocess.run(["git", "commit", "-qam", f"data.source: {source}"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-qam", f"data source: {source}"], cwd=repo, check=True, env=env)
 
     start = time.perf_counter()
     out = subprocess.run(shlex.split(command), cwd=repo, env=env, capture_output=True, text=True)

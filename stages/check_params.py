@@ -1,8 +1,9 @@
 """Stage check_params: params.yaml -> data/params_ok
 
-The root of the DAG: it validates every section of params.yaml before any other stage runs, so
-a bad or misspelled param fails here, in one line, before DVC deletes another stage's outputs
-to rerun it. It imports no torch (about 0.1 s). Its output is the same bytes whatever the
+The root of the DAG: it validates every section of params.yaml (and, for a folder source, that
+data.folder holds the sets asked for) before any other stage runs, so a bad or misspelled param
+fails here, in one line, before DVC deletes another stage's outputs to rerun it. It imports no
+torch (about 0.1 s). Its output is the same bytes whatever the
 params, so the stages after it rerun only on the params they declare themselves.
 """
 
@@ -10,13 +11,16 @@ from pathlib import Path
 
 from omniglot_mtl.atomic import atomic_file
 from omniglot_mtl.errors import run_stage
+from omniglot_mtl.layout import folder_sets
 from omniglot_mtl.params import load_params
 
 OK = "params.yaml passed stages/check_params.py\n"
 
 
 def main() -> None:
-    load_params()
+    params = load_params()
+    if params.data.source == "folder":  # which sets it holds, by name only: cheap
+        folder_sets(params.data)
     with atomic_file(Path("data/params_ok")) as tmp:
         tmp.write_text(OK, encoding="utf-8")
 

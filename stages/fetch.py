@@ -10,7 +10,8 @@ from omniglot_mtl.sources import fetch
 def main() -> None:
     params = load_params()
     scan = fetch(params.data, Path("data/raw"))
-    print(f"fetch: {len(scan.drawings)} drawings from {params.data.source}; {scan.skipped_summary()}")
+    source = params.data.folder if params.data.source == "folder" else params.data.source
+    print(f"fetch: {len(scan.drawings)} drawings from {source}; {scan.skipped_summary()}")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,7 @@ PROJECT_FILES = [
     "params.yaml",
     "stages",
     "src",
-    "synthetic",
-    "omniglot",
+    "data/external",
     ".dvc/config",
     ".dvc/plots",
 ]
@@ -66,7 +65,7 @@ def copy_project(repo: Path) -> Path:
     for name in PROJECT_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.zip"))
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, repo / name)

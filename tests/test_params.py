@@ -44,6 +44,15 @@ def test_as_dict_round_trips_through_yaml():
         ("loss: {char_wieght: 2}", "loss.char_wieght: unknown key"),
         ("loss: {method: magic}", "loss.method: must be one of ['static', 'uncertainty', 'dwa', 'famo']"),
         ("data: {sets: [background, extra]}", "data.sets: must list some of"),
+        ("data: {source: omniglot, sets: [evaluation, evaluation]}", "data.sets: must list some of"),
+        ("data: {sets: [evaluation]}", "data.sets: ['evaluation'] does not apply to source synthetic"),
+        (
+            "data: {source: ../omniglot/images_background}",
+            "data.source: must be one of ['synthetic', 'omniglot', 'folder'], got "
+            "'../omniglot/images_background'; for a folder, set data.source: folder and "
+            "data.folder: ../omniglot/images_background",
+        ),
+        ("data: {source: folder, folder: ''}", "data.folder: is empty"),
         ("data: {image_size: 63}", "data.image_size: must be an even number >= 8, got 63"),
         ("data: {split: {val_drawers: 15}}", "data.split.val_drawers: must be a list, got 15"),
         ("loss: {alpha_weight: 0, char_weight: 0}", "loss: alpha_weight and char_weight are both 0"),

@@ -75,6 +75,7 @@ def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
     repo, output = pipeline
     assert ran(output) == [
         "check_params",
+        "download",
         "fetch",
         "index",
         "train_multi_input",
@@ -293,9 +294,10 @@ def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_y
 def test_folder_source_is_a_real_dependency(project):
     src = project.parent / "my_omniglot" / "images_background"
     make_set(src, {"A": 2, "B": 2}, drawers=6)
-    set_params(project, TINY | {"data": TINY["data"] | {"source": str(src)}})
+    set_params(project, TINY | {"data": TINY["data"] | {"source": "folder", "folder": str(src)}})
     out = dvc(project, "repro", "index").stdout
-    assert ran(out) == ["check_params", "fetch", "index"]
+    assert ran(out) == ["check_params", "download", "fetch", "index"]
+    assert (project / "data" / "downloads").is_dir() and not any((project / "data" / "downloads").iterdir())
     assert "index: 2 alphabets, 4 characters; rows: train 16, val 4, test 4; images 16x16" in out
     assert ran(dvc(project, "repro", "index").stdout) == []
     # Adding a drawing to the source reruns everything downstream of it.

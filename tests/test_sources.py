@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import make_set
 
-from omniglot_mtl import sources
+from omniglot_mtl import downloads
+from omniglot_mtl.downloads import download, download_zip
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.params import Data, Synthetic
-from omniglot_mtl.sources import extract_zip, fetch, official_zip
+from omniglot_mtl.layout import folder_sets
+from omniglot_mtl.params import Data, ParamError, Synthetic
+from omniglot_mtl.sources import extract_zip, fetch
 
 
 def md5(path: Path) -> str:
@@ -47,12 +49,16 @@ def test_synthetic_source(tmp_path):
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["synthetic"]
 
 
+def folder(path: Path, sets: tuple[str, ...] = ("background",)) -> Data:
+    return Data(source="folder", folder=str(path), sets=sets)
+
+
 def test_alphabet_level_folder_is_copied_without_litter(tmp_path):
     src = tmp_path / "images_background"
     make_set(src, {"A": 2, "B": 1}, drawers=3)
     (src / ".DS_Store").write_text("x")
     (src / "A" / "character01" / "notes.txt").write_text("x")
-    scan = fetch(Data(source=str(src)), out=tmp_path / "raw")
+    scan = fetch(folder(src), out=tmp_path / "raw")
     assert len(scan.drawings) == 9
     assert scan.skipped == [f"{src}/.DS_Store", f"{src}/A/character01/notes.txt"]
     copied = sorted(
@@ -65,72 +71,104 @@ def test_set_level_folder_takes_data_sets(tmp_path):
     src = tmp_path / "omniglot"
     make_set(src / "images_background", {"A": 2}, drawers=3)
     make_set(src / "images_evaluation", {"Z": 1}, drawers=3, first_id=10)
-    one = fetch(Data(source=str(src)), out=tmp_path / "one")
-    both = fetch(Data(source=str(src), sets=("background", "evaluation")), out=tmp_path / "two")
+    one = fetch(folder(src), out=tmp_path / "one")
+    both = fetch(folder(src, ("background", "evaluation")), out=tmp_path / "two")
     assert len(one.drawings) == 6 and {d.set for d in one.drawings} == {"images_background"}
     assert len(both.drawings) == 9 and {d.alphabet for d in both.drawings} == {"A", "Z"}
     (src / "images_evaluation").rename(src / "elsewhere")
-    with pytest.raises(InputError, match=r"data.sets: .*images_evaluation not found"):
-        fetch(Data(source=str(src), sets=("background", "evaluation")), out=tmp_path / "three")
+    with pytest.raises(
+        ParamError,
+        match=r"^params.yaml: data.sets: evaluation: .*omniglot holds neither images_evaluation/ nor",
+    ):
+        fetch(folder(src, ("background", "evaluation")), out=tmp_path / "three")
     assert not (tmp_path / "three").exists()
 
 
+def test_data_sets_is_refused_where_a_single_set_makes_it_meaningless(tmp_path):
+    src = tmp_path / "my_alphabets"
+    make_set(src, {"A": 1}, drawers=3)
+    for sets in (("evaluation",), ("background", "evaluation")):
+        with pytest.raises(
+            ParamError,
+            match=r"^params.yaml: data.sets: \[.*\] does not apply to data.folder .*my_alphabets: it is one",
+        ):
+            folder_sets(folder(src, sets))
+    assert folder_sets(folder(src)) == [("my_alphabets", src)]
+    # A set folder named as Omniglot names it takes its own name too.
+    evaluation = tmp_path / "images_evaluation"
+    make_set(evaluation, {"Z": 1}, drawers=3)
+    assert folder_sets(folder(evaluation, ("evaluation",))) == [("images_evaluation", evaluation)]
+    with pytest.raises(ParamError, match="data.sets: .* does not apply"):
+        folder_sets(folder(evaluation, ("background", "evaluation")))
+    with pytest.raises(ParamError, match=r"data.sets: \['evaluation'\] does not apply to source synthetic"):
+        Data(sets=("evaluation",)).validate("data")
+
+
 def test_missing_source_folder_fails_without_output(tmp_path):
-    with pytest.raises(
-        InputError, match=r"^data.source: .*nowhere is not 'synthetic', 'omniglot' or an existing folder$"
-    ):
-        fetch(Data(source=str(tmp_path / "nowhere")), out=tmp_path / "raw")
+    with pytest.raises(InputError, match=r"^params.yaml: data.folder: .*nowhere is not a folder$"):
+        fetch(folder(tmp_path / "nowhere"), out=tmp_path / "raw")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_fetch_keeps_the_previous_output_whole(tmp_path):
     src = tmp_path / "set"
     make_set(src, {"A": 1}, drawers=3)
-    fetch(Data(source=str(src)), out=tmp_path / "raw")
+    fetch(folder(src), out=tmp_path / "raw")
     (src / "A" / "character01" / "bad name.png").write_text("x")
     with pytest.raises(InputError, match="bad name.png: file name is not"):
-        fetch(Data(source=str(src)), out=tmp_path / "raw")
+        fetch(folder(src), out=tmp_path / "raw")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "set"]
     assert len(list((tmp_path / "raw").rglob("*.png"))) == 3
 
 
-def test_download_checks_md5_and_is_reused(tmp_path, server):
+def test_download_stage_fetches_checked_zips_and_fetch_extracts_them(tmp_path, server, monkeypatch):
     www, url = server
     make_set(tmp_path / "images_background", {"A": 2}, drawers=3)
     archive = zip_folder(tmp_path / "images_background", www / "images_background.zip")
-    cache = tmp_path / "zips"
-    got = official_zip("images_background", url, cache, md5=md5(archive))
-    assert got == cache / "images_background.zip" and md5(got) == md5(archive)
-    archive.unlink()  # now offline for this file: the kept copy serves
-    assert official_zip("images_background", url, cache, md5=md5(got)) == got
-    with pytest.raises(InputError, match=r"images_background.zip: md5 is not 0+; the file is damaged"):
-        official_zip("images_background", url, cache, md5="0" * 32)
+    monkeypatch.setitem(downloads.OMNIGLOT_MD5, "images_background", md5(archive))
+    data = Data(source="omniglot", mirror=url)
+    got = download(data, tmp_path / "downloads")
+    assert got == [tmp_path / "downloads" / "images_background.zip"] and md5(got[0]) == md5(archive)
+    scan = fetch(data, tmp_path / "raw", downloads=tmp_path / "downloads")
+    assert len(scan.drawings) == 6 and {d.set for d in scan.drawings} == {"images_background"}
+    # Any other source leaves the folder empty (DVC's run cache keeps the zips).
+    assert download(Data(), tmp_path / "downloads") == []
+    with pytest.raises(InputError, match=r"downloads/images_background.zip: not found; the download stage"):
+        fetch(data, tmp_path / "raw", downloads=tmp_path / "downloads")
 
 
 def test_download_with_wrong_md5_leaves_nothing(tmp_path, server):
     www, url = server
     (www / "images_background.zip").write_bytes(b"not the file you are looking for")
-    with pytest.raises(InputError, match=r"images_background.zip: downloaded file's md5 is not"):
-        official_zip("images_background", url, tmp_path / "zips")
-    assert list((tmp_path / "zips").iterdir()) == []
+    with pytest.raises(
+        InputError, match=r"^data.mirror: .*images_background.zip: the downloaded file's md5 is not"
+    ):
+        download(Data(source="omniglot", mirror=url), tmp_path / "downloads")
+    assert list(tmp_path.iterdir()) == [tmp_path / "www"]
 
 
 def test_offline_failure_says_what_to_do(tmp_path, server):
     _, url = server  # the server has no such file: as good as unreachable
     with pytest.raises(InputError) as err:
-        official_zip("images_evaluation", url, tmp_path / "zips")
+        download_zip("images_evaluation", url, tmp_path)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"cannot download {url}/images_evaluation.zip")
-    assert "put the official images_evaluation.zip into" in message and "data.source" in message
+    assert message.startswith(f"data.mirror: cannot download {url}/images_evaluation.zip")
+    assert message.endswith("set data.source: folder, data.folder: that folder")
+    assert list(tmp_path.iterdir()) == [tmp_path / "www"]
 
 
-def test_omniglot_source_from_a_zip_put_by_hand(tmp_path, monkeypatch):
+def test_folder_of_official_zips_put_by_hand(tmp_path, monkeypatch):
     make_set(tmp_path / "images_background", {"A": 2, "B": 2}, drawers=3)
-    archive = zip_folder(tmp_path / "images_background", tmp_path / "images_background.zip")
-    monkeypatch.setitem(sources.OMNIGLOT_MD5, "images_background", md5(archive))
-    scan = fetch(Data(source="omniglot", mirror="http://127.0.0.1:9"), tmp_path / "raw", zip_folder=tmp_path)
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    archive = zip_folder(tmp_path / "images_background", zips / "images_background.zip")
+    monkeypatch.setitem(downloads.OMNIGLOT_MD5, "images_background", md5(archive))
+    scan = fetch(folder(zips), tmp_path / "raw")
     assert len(scan.drawings) == 12 and {d.set for d in scan.drawings} == {"images_background"}
+    monkeypatch.setitem(downloads.OMNIGLOT_MD5, "images_background", "0" * 32)
+    with pytest.raises(InputError, match=r"images_background.zip: md5 is not 0+; the file is damaged"):
+        fetch(folder(zips), tmp_path / "raw2")
 
 
 def test_zip_entry_outside_target_is_refused(tmp_path):

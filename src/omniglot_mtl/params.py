@@ -14,6 +14,7 @@ import yaml
 
 from .errors import InputError
 
+SOURCES = ("synthetic", "omniglot", "folder")
 OMNIGLOT_SETS = ("background", "evaluation")
 BACKBONES = ("seed", "convnet")
 LOSS_METHODS = ("static", "uncertainty", "dwa", "famo")
@@ -65,7 +66,8 @@ class Synthetic:
 
 @dataclass(frozen=True)
 class Data:
-    source: str = "synthetic"  # synthetic | omniglot | a folder in Omniglot layout
+    source: str = "synthetic"  # synthetic | omniglot | folder
+    folder: str = "data/external"  # source: folder; a dependency of fetch whatever the source
     sets: tuple[str, ...] = ("background",)
     mirror: str = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python"
     image_size: int = 64
@@ -73,11 +75,24 @@ class Data:
     synthetic: Synthetic = field(default_factory=Synthetic)
 
     def validate(self, key: str) -> None:
-        if not self.source:
-            raise ParamError(f"{key}.source", "is empty; use synthetic, omniglot or a folder path")
+        if self.source not in SOURCES:
+            hint = ""
+            if "/" in self.source or "\\" in self.source:  # a path, as data.source once took
+                hint = f"; for a folder, set {key}.source: folder and {key}.folder: {self.source}"
+            raise ParamError(f"{key}.source", f"must be one of {list(SOURCES)}, got {self.source!r}{hint}")
+        if not self.folder:
+            raise ParamError(f"{key}.folder", "is empty; it names a folder (default data/external)")
         unknown = [s for s in self.sets if s not in OMNIGLOT_SETS]
-        if unknown or not self.sets:
-            raise ParamError(f"{key}.sets", f"must list some of {list(OMNIGLOT_SETS)}, got {list(self.sets)}")
+        if unknown or not self.sets or len(set(self.sets)) != len(self.sets):
+            raise ParamError(
+                f"{key}.sets", f"must list some of {list(OMNIGLOT_SETS)}, each once, got {list(self.sets)}"
+            )
+        if self.source == "synthetic" and self.sets != ("background",):
+            raise ParamError(
+                f"{key}.sets",
+                f"{list(self.sets)} does not apply to source synthetic, which makes one set; "
+                "leave it at [background]",
+            )
         # The seed network's Linear takes 16*(S/2)^2 features, so S must be even; the convnet
         # halves the map four times and needs S >= 16 (checked with model.backbone).
         if self.image_size < 8 or self.image_size % 2:
