@@ -15,8 +15,8 @@ from pathlib import Path
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.evaluation import character_alphabet
 from omniglot_mtl.index import names_by_index, read_maps
+from omniglot_mtl.inference import predict
 from omniglot_mtl.packed import load_split
-from omniglot_mtl.training import predict
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def cpu_name() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("source", help="the data folder for the baseline, e.g. ../shared/omniglot/images_background")
+    ap.add_argument("source", help="the baseline's data folder, e.g. ../shared/omniglot/images_background")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
     command = readme_command()

@@ -103,9 +103,10 @@ def notebook_leg(args: argparse.Namespace) -> dict:
 
 
 def ours_leg(args: argparse.Namespace) -> dict:
+    from omniglot_mtl.inference import accuracy
     from omniglot_mtl.models import ModelConfig, build_model
     from omniglot_mtl.packed import PackedSplit, decode_all
-    from omniglot_mtl.training import accuracy, fit
+    from omniglot_mtl.training import fit
     from omniglot_mtl.weighting import LossWeighting
 
     data_dir, epochs, precision, device = (

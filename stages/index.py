@@ -1,5 +1,5 @@
-"""Stage index: data/raw -> data/index/{train,val,test}.csv, alphabets.json, characters.json
-and data/packed/{train,val,test}.npz (every image decoded once, uint8)"""
+"""Stage index: data/raw -> data/index/{train,val,test}.csv, alphabets.json, characters.json,
+missing_drawings.csv and data/packed/{train,val,test}.npz (every image decoded once, uint8)"""
 
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from omniglot_mtl.params import load_params
 def main() -> None:
     params = load_params()
     size = params.data.image_size
-    manifests, scan = index_and_pack(
+    manifests, scan, missing = index_and_pack(
         Path("data/raw"), params.data.split, size, Path("data/index"), Path("data/packed")
     )
     train = manifests["train"]
@@ -20,6 +20,15 @@ def main() -> None:
         f"index: {train['alphabet'].nunique()} alphabets, {train['character'].nunique()} characters; "
         f"rows: {sizes}; images {size}x{size}; {scan.skipped_summary()}"
     )
+    if len(missing):
+        shown = "; ".join(
+            f"{r.character} {r.split} drawer(s) {r.missing_drawers}" for r in missing.head(5).itertuples()
+        )
+        more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+        print(
+            f"index: warning: {missing['character'].nunique()} character(s) lack drawings of a split "
+            f"(all in data/index/missing_drawings.csv): {shown}{more}"
+        )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from conftest import make_set, write_png
+from conftest import make_set, run_stage, write_png
 from PIL import Image
 
 from omniglot_mtl.errors import InputError
@@ -75,7 +76,7 @@ def test_index_counts_maps_and_drawer_split(tmp_path):
     assert scan.skipped_summary().startswith("skipped 3 file(s) that are not drawings: ")
 
     split = Split(val_drawers=(4,), test_drawers=(5,))
-    manifests, _ = index_and_pack(raw, split, 8, tmp_path / "index", tmp_path / "packed")
+    manifests, _, _ = index_and_pack(raw, split, 8, tmp_path / "index", tmp_path / "packed")
     out = tmp_path / "index"
     assert json.loads((out / "alphabets.json").read_text()) == {"Alpha": 0, "Beta": 1, "Gamma": 2}
     chars = json.loads((out / "characters.json").read_text())
@@ -104,6 +105,37 @@ def test_index_counts_maps_and_drawer_split(tmp_path):
     csv = (out / "train.csv").read_text().splitlines()
     assert csv[0] == "path,set,alphabet,character,drawer,alphabet_idx,character_idx"
     assert len(csv) == 19
+    assert (out / "missing_drawings.csv").read_text() == "character,split,missing_drawers\n"
+
+
+def test_missing_drawings_are_named_and_the_index_goes_on(tmp_path):
+    raw = tmp_path / "data" / "raw"
+    make_set(raw / "s", {"A": 3, "B": 1}, drawers=6)
+    (tmp_path / "params.yaml").write_text(
+        "data: {image_size: 8, split: {val_drawers: [5], test_drawers: [6]}}"
+    )
+    # character02 of A lost its test drawing and a training one; B's character01 all it had to
+    # validate and test with.
+    for path in ("A/character02/0002_06.png", "A/character02/0002_01.png", "B/character01/0004_05.png"):
+        (raw / "s" / path).unlink()
+    (raw / "s" / "B/character01/0004_06.png").unlink()
+    result = run_stage("index.py", tmp_path)  # the stage script, as dvc runs it
+    assert result.returncode == 0, result.stderr
+    index_dir = tmp_path / "data" / "index"
+    assert (index_dir / "missing_drawings.csv").read_text().splitlines() == [
+        "character,split,missing_drawers",
+        "A/character02,train,1",
+        "A/character02,test,6",
+        "B/character01,val,5",
+        "B/character01,test,6",
+    ]
+    assert result.stdout.splitlines()[-1] == (
+        "index: warning: 2 character(s) lack drawings of a split (all in data/index/missing_drawings.csv): "
+        "A/character02 train drawer(s) 1; A/character02 test drawer(s) 6; B/character01 val drawer(s) 5; "
+        "B/character01 test drawer(s) 6"
+    )
+    test = pd.read_csv(index_dir / "test.csv")
+    assert list(test["character"]) == ["A/character01", "A/character03"]
 
 
 def test_index_is_identical_on_a_second_run(tmp_path):

@@ -127,3 +127,19 @@ def test_predict_needs_a_known_alphabet_for_the_multi_input_model(trained):
     assert str(err.value).startswith(
         "error: --alphabet: "
     ) and "Synthetic_01, Synthetic_02, Synthetic_03" in str(err.value)
+
+
+def test_macro_accuracy_averages_the_classes_that_have_test_images():
+    from omniglot_mtl.evaluation import task_metrics
+
+    target = torch.tensor([0, 0, 0, 1])  # class 2 has no test image
+    # Every image called class 0: 3 of 4 right, but class 1's recall is 0.
+    logits = torch.tensor([[3.0, 1, 0]] * 4)
+    assert task_metrics(logits, target) == {"accuracy": 0.75, "top5": 1.0, "macro_accuracy": 0.5}
+    # Class 1's image called class 2: the same recalls, and class 2 (never a target) does not
+    # count (torchmetrics' macro average would say 0.333333 here).
+    logits[3] = torch.tensor([0.0, 1, 3])
+    assert task_metrics(logits, target) == {"accuracy": 0.75, "top5": 1.0, "macro_accuracy": 0.5}
+    # Top-5 of 3 classes is top-3: always right; top-1 by another order of scores.
+    logits = torch.tensor([[0.0, 1, 3], [3, 1, 0], [1, 3, 0], [0, 3, 1]])
+    assert task_metrics(logits, target) == {"accuracy": 0.5, "top5": 1.0, "macro_accuracy": 0.666667}

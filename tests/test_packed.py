@@ -29,7 +29,7 @@ def test_decode_matches_the_notebook_transform(tmp_path):
 
 def test_index_stage_packs_one_array_per_split(tmp_path):
     make_set(tmp_path / "raw" / "s", {"A": 2, "B": 1}, drawers=4)
-    manifests, _ = index_and_pack(
+    manifests, _, _ = index_and_pack(
         tmp_path / "raw", Split((3,), (4,)), 16, tmp_path / "index", tmp_path / "packed"
     )
     assert {k: len(v) for k, v in manifests.items()} == {"train": 6, "val": 3, "test": 3}
@@ -65,3 +65,25 @@ def test_stage_reports_bad_input_in_one_line(tmp_path):
         == "error: params.yaml: data.split: drawer(s) [2] listed in both val_drawers and test_drawers\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_index_and_packed_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
+    from omniglot_mtl import index
+
+    make_set(tmp_path / "raw" / "s", {"A": 2}, drawers=3)
+    args = (tmp_path / "raw", Split((2,), (3,)), 16, tmp_path / "index", tmp_path / "packed")
+    index_and_pack(*args)
+    before = {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    make_set(tmp_path / "raw" / "s", {"B": 1}, drawers=3, first_id=10)  # a new alphabet
+
+    def disk_full(*_):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(index, "write_packed", disk_full)  # the index is written, the arrays fail
+    with pytest.raises(OSError, match="No space left"):
+        index_and_pack(*args)
+    after = {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert {k: v for k, v in after.items() if not k.startswith("raw/")} == {
+        k: v for k, v in before.items() if not k.startswith("raw/")
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "packed", "raw"]  # no temporaries

@@ -103,3 +103,30 @@ def test_device_that_is_not_there_fails_listing_what_is(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(ParamError, match="'gpu' is not available here"):
         resolve_device("gpu")
+
+
+def test_the_names_params_accept_are_the_names_the_modules_implement():
+    """params.py lists the choices itself (the params check imports no torch); each list must
+    match what the module behind it implements."""
+    from omniglot_mtl import models, params
+    from omniglot_mtl.inference import autocast
+    from omniglot_mtl.training import make_optimizer
+    from omniglot_mtl.weighting import LossWeighting
+
+    assert tuple(models.BACKBONES) == params.BACKBONES
+    assert params.LOSS_METHODS == LossWeighting.METHODS
+    for method in params.LOSS_METHODS:
+        LossWeighting({"alphabet": 1.0, "character": 1.0}, method)
+    with pytest.raises(ValueError, match="unknown loss weighting method 'magic'"):
+        LossWeighting({"alphabet": 1.0}, "magic")
+    model = torch.nn.Linear(2, 2)
+    kinds = set()
+    for optimizer in params.OPTIMIZERS:
+        cfg = params.Train(optimizer=optimizer)
+        kinds.add(type(make_optimizer(model, LossWeighting({"a": 1.0}), cfg, torch.device("cpu"))))
+    assert kinds == {torch.optim.Adam, torch.optim.AdamW}
+    dtypes = set()
+    for precision in params.PRECISIONS:
+        with autocast(torch.device("cpu"), precision):
+            dtypes.add(model(torch.ones(1, 2)).dtype)
+    assert dtypes == {torch.float32, torch.bfloat16}

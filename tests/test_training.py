@@ -229,3 +229,84 @@ def test_famo_moves_its_task_weights_during_training(data, tmp_path):
     assert len(weights["alphabet"]) == 3 and len(set(weights["alphabet"])) == 3
     # Both tasks keep a share of the step (softmax weights are never 0).
     assert all(a > 0 and c > 0 for a, c in zip(weights["alphabet"], weights["character"], strict=True))
+
+
+def fit_directly(data: Path, weighting, epochs: int = 3, monkeypatch=None):
+    """``fit`` on the synthetic set's multi-output model; returns (result, records, snapshots)."""
+    from omniglot_mtl.index import read_maps
+    from omniglot_mtl.models import ModelConfig, build_model
+    from omniglot_mtl.packed import load_split
+    from omniglot_mtl.training import fit
+
+    alphabets, characters = read_maps(data / "index")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("multi_output", len(alphabets), len(characters), image_size=24))
+    records, snapshots = [], []
+
+    def on_epoch(epoch, record):
+        records.append(record)
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    cfg = params(train={"epochs": epochs, "batch_size": 8, "lr": 0.003}).train
+    train_split, val = load_split(data / "packed", "train"), load_split(data / "packed", "val")
+    result = fit(model, weighting, train_split, val, cfg, seed=0, on_epoch=on_epoch)
+    return result, records, snapshots
+
+
+def test_best_epoch_is_the_highest_mean_validation_accuracy_and_the_earliest_on_ties(data, monkeypatch):
+    from omniglot_mtl import training
+    from omniglot_mtl.weighting import LossWeighting
+
+    scripted = iter(
+        [
+            {"alphabet": 0.5, "character": 0.5},
+            {"alphabet": 0.6, "character": 0.4},  # the same mean as epoch 1: not better
+            {"alphabet": 0.7, "character": 0.5},  # best
+            {"alphabet": 0.5, "character": 0.7},  # a tie with epoch 3: the earlier one stays
+            {"alphabet": 0.9, "character": 0.2},
+        ]
+    )
+    monkeypatch.setattr(training, "accuracy", lambda model, split, precision: next(scripted))
+    result, records, snapshots = fit_directly(data, LossWeighting({"alphabet": 1.0, "character": 1.0}), 5)
+    assert result.best_epoch == 3 and result.best_val == {"alphabet": 0.7, "character": 0.5}
+    assert all(torch.equal(result.best_state[k], v) for k, v in snapshots[2].items())
+    assert not all(torch.equal(result.best_state[k], v) for k, v in snapshots[3].items())
+
+
+def test_dwa_weights_through_fit_follow_the_logged_losses(data):
+    from omniglot_mtl.weighting import LossWeighting
+
+    _, records, _ = fit_directly(data, LossWeighting({"alphabet": 1.0, "character": 1.0}, "dwa"))
+    tasks = ("alphabet", "character")
+    assert [records[0][f"weight/{t}"] for t in tasks] == [1.0, 1.0]
+    for before, now in zip(records, records[1:], strict=False):
+        # From the end of the second epoch: 2 * softmax(r / 2), r = this epoch's loss / the last's.
+        ratios = torch.tensor([now[f"train/loss/{t}"] / before[f"train/loss/{t}"] for t in tasks])
+        expected = (2 * torch.softmax(ratios / 2, 0)).tolist()
+        assert [now[f"weight/{t}"] for t in tasks] == pytest.approx(expected, rel=1e-5)
+        assert expected[0] != pytest.approx(1.0, abs=1e-4)  # the losses fell at different rates
+
+
+def test_normalize_through_fit_divides_by_the_running_mean_of_each_loss(data):
+    from omniglot_mtl.weighting import LossWeighting
+
+    weighting = LossWeighting({"alphabet": 2.0, "character": 1.0}, normalize=True)
+    seen = []
+    forward = weighting.forward
+
+    def spy(losses):
+        seen.append(torch.stack([losses[t].detach() for t in weighting.tasks]))
+        return forward(losses)
+
+    weighting.forward = spy
+    _, records, _ = fit_directly(data, weighting)
+    steps = len(seen) // 3
+    magnitude = seen[0]
+    for i, loss in enumerate(seen):
+        magnitude = loss if i == 0 else 0.9 * magnitude + 0.1 * loss
+        if (i + 1) % steps == 0:  # the weights logged at the end of each epoch
+            record = records[i // steps]
+            expected = (torch.tensor([2.0, 1.0]) / magnitude).tolist()
+            assert [record["weight/alphabet"], record["weight/character"]] == pytest.approx(
+                expected, rel=1e-5
+            )

@@ -19,6 +19,7 @@ from .packed import decode_all, write_packed
 from .params import Split
 
 COLUMNS = ["path", "set", "alphabet", "character", "drawer", "alphabet_idx", "character_idx"]
+MISSING_COLUMNS = ["character", "split", "missing_drawers"]
 
 
 def build_index(scan: Scan, split: Split) -> tuple[dict[str, pd.DataFrame], dict, dict]:
@@ -51,20 +52,51 @@ def build_index(scan: Scan, split: Split) -> tuple[dict[str, pd.DataFrame], dict
     return manifests, alphabets, characters
 
 
-def write_index(manifests: dict[str, pd.DataFrame], alphabets: dict, characters: dict, out: Path) -> None:
-    """Write ``{train,val,test}.csv``, ``alphabets.json`` and ``characters.json`` into ``out``."""
-    with atomic_dir(out) as tmp:
-        for name, frame in manifests.items():
-            frame.to_csv(tmp / f"{name}.csv", index=False)
-        write_json(tmp / "alphabets.json", alphabets)
-        write_json(tmp / "characters.json", characters)
+def missing_drawings(manifests: dict[str, pd.DataFrame], split: Split) -> pd.DataFrame:
+    """One row per (character, split) that lacks drawings its split should have: the split's
+    drawers for val and test, and for train every other drawer found in the data.
+
+    Omniglot has all 20 drawers for every character; a folder that lost a file would otherwise
+    shrink a split without a word (and a character with no test drawing is never tested).
+    """
+    found: dict[str, set[int]] = {}
+    for frame in manifests.values():
+        for character, drawer in zip(frame["character"], frame["drawer"], strict=True):
+            found.setdefault(character, set()).add(int(drawer))
+    held_out = set(split.val_drawers) | set(split.test_drawers)
+    expected = {
+        "train": sorted(set(manifests["train"]["drawer"].astype(int))),
+        "val": sorted(split.val_drawers),
+        "test": sorted(split.test_drawers),
+    }
+    assert not set(expected["train"]) & held_out
+    rows = []
+    for character in sorted(found):
+        for name, drawers in expected.items():
+            lacking = [d for d in drawers if d not in found[character]]
+            if lacking:
+                rows.append((character, name, " ".join(map(str, lacking))))
+    return pd.DataFrame(rows, columns=MISSING_COLUMNS)
+
+
+def write_index(
+    manifests: dict[str, pd.DataFrame], alphabets: dict, characters: dict, missing: pd.DataFrame, out: Path
+) -> None:
+    """Write ``{train,val,test}.csv``, ``alphabets.json``, ``characters.json`` and
+    ``missing_drawings.csv`` (a header alone when nothing is missing) into the folder ``out``."""
+    for name, frame in manifests.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+    write_json(out / "alphabets.json", alphabets)
+    write_json(out / "characters.json", characters)
+    missing.to_csv(out / "missing_drawings.csv", index=False)
 
 
 def index_and_pack(
     raw: Path, split: Split, image_size: int, index_dir: Path, packed_dir: Path
-) -> tuple[dict[str, pd.DataFrame], Scan]:
-    """Stage ``index``: scan ``raw``, write the manifests and maps to ``index_dir`` and every
-    image, decoded once, to ``packed_dir``. Nothing is written unless every image decodes.
+) -> tuple[dict[str, pd.DataFrame], Scan, pd.DataFrame]:
+    """Stage ``index``: scan ``raw``, write the manifests, maps and the list of missing drawings
+    (:func:`missing_drawings`, also returned) to ``index_dir`` and every image, decoded once, to
+    ``packed_dir``. Nothing is written unless every image decodes, and both folders or neither.
 
     Packing lives in this stage rather than one of its own because DVC hashes a dependency's
     files on every ``dvc repro``: one stage fewer reading ``data/raw`` (19,280 files for the
@@ -73,13 +105,17 @@ def index_and_pack(
     raw = Path(raw)
     scan = scan_sets(raw)
     manifests, alphabets, characters = build_index(scan, split)
+    missing = missing_drawings(manifests, split)
     # One decode over all splits: one process pool started, not one per split.
     decoded = decode_all([raw / p for frame in manifests.values() for p in frame["path"]], image_size)
     ends = np.cumsum([len(frame) for frame in manifests.values()])[:-1]
     images = dict(zip(manifests, np.split(decoded, ends), strict=True))
-    write_index(manifests, alphabets, characters, index_dir)
-    write_packed(manifests, images, packed_dir)
-    return manifests, scan
+    # Both into temporary folders, renamed into place only when both are whole: the maps and
+    # the packed labels always come from the same run.
+    with atomic_dir(index_dir) as index_tmp, atomic_dir(packed_dir) as packed_tmp:
+        write_index(manifests, alphabets, characters, missing, index_tmp)
+        write_packed(manifests, images, packed_tmp)
+    return manifests, scan, missing
 
 
 def names_by_index(mapping: dict[str, int]) -> list[str]:

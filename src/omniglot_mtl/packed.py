@@ -16,7 +16,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import functional as TF
 
-from .atomic import atomic_dir
 from .errors import InputError
 
 
@@ -54,15 +53,15 @@ def decode_all(paths: list[Path], size: int, workers: int | None = None) -> np.n
 
 
 def write_packed(manifests: dict[str, pd.DataFrame], images: dict[str, np.ndarray], out: Path) -> None:
-    """Write ``out/<split>.npz``: the split's decoded ``images`` and its two label columns."""
-    with atomic_dir(out) as tmp:
-        for split, manifest in manifests.items():
-            np.savez(
-                tmp / f"{split}.npz",
-                images=images[split],
-                alphabet=manifest["alphabet_idx"].to_numpy(np.int64),
-                character=manifest["character_idx"].to_numpy(np.int64),
-            )
+    """Write ``out/<split>.npz``: the split's decoded ``images`` and its two label columns.
+    ``out`` is a folder the caller made (a temporary one: see :func:`index.index_and_pack`)."""
+    for split, manifest in manifests.items():
+        np.savez(
+            out / f"{split}.npz",
+            images=images[split],
+            alphabet=manifest["alphabet_idx"].to_numpy(np.int64),
+            character=manifest["character_idx"].to_numpy(np.int64),
+        )
 
 
 @dataclass

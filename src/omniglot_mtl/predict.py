@@ -16,7 +16,8 @@ import torch
 from .checkpoints import load_checkpoint
 from .errors import InputError
 from .index import names_by_index
-from .packed import decode
+from .inference import predict
+from .packed import PackedSplit, decode
 
 
 def predict_files(
@@ -25,28 +26,25 @@ def predict_files(
     """For each image, ``{task: [(name, probability), ...]}`` with the ``top`` most likely names."""
     model, checkpoint = load_checkpoint(checkpoint_path)
     size = checkpoint["config"]["image_size"]
-    batch = {
-        "image": torch.stack([torch.from_numpy(decode(p, size)) for p in images])
-        .float()
-        .div(255)
-        .unsqueeze(1)
-    }
+    decoded = torch.stack([torch.from_numpy(decode(p, size)) for p in images]).unsqueeze(1)
+    labels = {}
     if "alphabet" in model.inputs:
         if alphabet not in checkpoint["alphabets"]:
             known = ", ".join(checkpoint["alphabets"])
             raise InputError(f"--alphabet: {checkpoint_path} is a multi-input model; name one of: {known}")
-        batch["alphabet"] = torch.full((len(images),), checkpoint["alphabets"][alphabet])
+        labels["alphabet"] = torch.full((len(images),), checkpoint["alphabets"][alphabet])
     names = {
         "alphabet": names_by_index(checkpoint["alphabets"]),
         "character": names_by_index(checkpoint["characters"]),
     }
-    with torch.no_grad():
-        out = model(*(batch[k] for k in model.inputs))
+    # The same batched path as evaluate and the training loop's validation, on uint8 images
+    # made exactly as the index stage packs them.
+    logits = predict(model, PackedSplit(decoded, labels))
     results = []
     for i in range(len(images)):
         result = {}
         for task in model.tasks:
-            probs = out[task][i].softmax(0)
+            probs = logits[task][i].softmax(0)
             p, idx = probs.topk(min(top, probs.numel()))
             result[task] = [
                 (names[task][j], round(q, 4)) for j, q in zip(idx.tolist(), p.tolist(), strict=True)

@@ -36,6 +36,8 @@ class LossWeighting(nn.Module):
     ``momentum``, started at the first value).
     """
 
+    METHODS = ("static", "uncertainty", "dwa", "famo")  # params.LOSS_METHODS lists the same (tested)
+
     def __init__(
         self,
         weights: dict[str, float],
@@ -45,6 +47,8 @@ class LossWeighting(nn.Module):
         temperature: float = 2.0,
     ):
         super().__init__()
+        if method not in self.METHODS:
+            raise ValueError(f"unknown loss weighting method {method!r}")
         self.tasks = tuple(weights)
         self.method = method
         self.normalize = normalize
@@ -64,8 +68,6 @@ class LossWeighting(nn.Module):
             # Made at the first update, over the buffer as it is then (after any .to(device)).
             self._famo_optimizer: torch.optim.Optimizer | None = None
             self._famo_last: torch.Tensor | None = None
-        elif method not in ("static", "dwa"):
-            raise ValueError(f"unknown loss weighting method {method!r}")
 
     @property
     def needs_losses_after_step(self) -> bool:

@@ -1,0 +1,47 @@
+"""Batched inference, the one path from a trained model to logits: the training loop's
+validation, the ``evaluate`` stage and the predict command all use :func:`predict`."""
+
+import contextlib
+
+import torch
+from torch import nn
+
+from .packed import PackedSplit
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, split: PackedSplit, precision: str = "fp32", batch_size: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Logits per task for every row of ``split``, in row order, as float32 on the split's device.
+
+    ``split.labels`` needs only the fields the model reads besides the image (the multi-input
+    model's ``alphabet``). The model is put in eval mode for the call and left as it was.
+    """
+    device = split.images.device
+    # On a CPU, batches whose activations stay in cache are faster: 64 scores the background
+    # set's validation split at ~12,900 images/s, 1024 at ~4,400. GPUs want big batches.
+    batch_size = batch_size or (64 if device.type == "cpu" else 1024)
+    was_training = model.training
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {t: [] for t in model.tasks}
+    for start in range(0, len(split), batch_size):
+        batch = split.batch(torch.arange(start, min(start + batch_size, len(split)), device=device))
+        with autocast(device, precision):
+            out = model(*(batch[k] for k in model.inputs))
+        for t in model.tasks:
+            chunks[t].append(out[t].float())
+    model.train(was_training)
+    return {t: torch.cat(c) for t, c in chunks.items()}
+
+
+def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32") -> dict[str, float]:
+    """Top-1 accuracy per task of ``model`` on ``split``."""
+    logits = predict(model, split, precision)
+    return {t: (logits[t].argmax(1) == split.labels[t]).float().mean().item() for t in model.tasks}
