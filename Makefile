@@ -1,7 +1,7 @@
 .PHONY: install repro test lint bench
 
 install:
-	python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'
+	python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e '.[dev]'
 
 repro:
 	.venv/bin/dvc repro
