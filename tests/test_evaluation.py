@@ -1,6 +1,7 @@
 """Stage evaluate: its numbers agree with a recount done by hand from the checkpoints."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,10 +109,12 @@ def test_predict_cli_ranks_like_the_model(trained, capsys):
         out = mo(torch.from_numpy(test["images"][:3]).float().div(255).unsqueeze(1))
     names = list(ckpt["characters"])
     for i, result in enumerate(results):
-        assert [name for name, _ in result["character"]] == [
-            names[j] for j in out["character"][i].topk(3).indices
-        ]
-        assert len(result["alphabet"]) == 3 and sum(p for _, p in result["alphabet"]) <= 1.0
+        assert result["image"] == str(files[i])
+        ranked = result["predictions"]["character"]
+        assert [name for name, _ in ranked] == [names[j] for j in out["character"][i].topk(3).indices]
+        expected = out["character"][i].softmax(0).topk(3).values.tolist()
+        assert [p for _, p in ranked] == pytest.approx(expected, abs=1e-4)
+        assert len(result["predictions"]["alphabet"]) == 3
     predict_main(
         [str(paths["multi_input"]), str(files[0]), "--alphabet", manifest["alphabet"][0], "--top", "2"]
     )
@@ -119,14 +122,74 @@ def test_predict_cli_ranks_like_the_model(trained, capsys):
     assert line.startswith(f"{files[0]}: character: ") and line.count("%") == 2
 
 
-def test_predict_needs_a_known_alphabet_for_the_multi_input_model(trained):
+def test_predict_reports_a_bad_image_and_classifies_the_others(trained, tmp_path, capsys):
+    root, paths, _ = trained
+    good = next((root / "raw").rglob("*.png"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    missing = tmp_path / "missing.png"
+    with pytest.raises(SystemExit) as err:
+        predict_main(
+            [str(paths["multi_output"]), str(missing), str(good), str(broken), "--json", "--top", "1"]
+        )
+    assert err.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"error: {missing}: no such file",
+        f"error: {broken}: cannot decode as an image (Truncated File Read)",
+    ]
+    shown = json.loads(captured.out)
+    assert [entry["image"] for entry in shown] == [str(missing), str(good), str(broken)]
+    assert shown[0] == {"image": str(missing), "error": f"{missing}: no such file"}
+    assert set(shown[1]) == {"image", "alphabet", "character"}
+    (best,) = shown[1]["character"]
+    assert set(best) == {"name", "probability"} and 0 < best["probability"] <= 1
+    assert predict_files(paths["multi_output"], [good], top=1)[0]["predictions"]["character"][0] == (
+        best["name"],
+        best["probability"],
+    )
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (
+            lambda p, img: [str(p["multi_output"]), str(img), "--top", "0"],
+            "error: --top: must be >= 1, got 0",
+        ),
+        (
+            lambda p, img: [str(p["multi_output"]), str(img), "--top", "-1"],
+            "error: --top: must be >= 1, got -1",
+        ),
+        (
+            lambda p, img: [str(p["multi_output"]), str(img), "--alphabet", "Synthetic_01"],
+            "is a multi-output model, which predicts the alphabet; leave --alphabet out",
+        ),
+        (
+            lambda p, img: [str(img), str(img)],
+            "not a checkpoint (a checkpoint is a zip archive written by torch.save)",
+        ),
+    ],
+)
+def test_predict_refuses_what_concerns_every_image_in_one_line(trained, make_args, message):
     root, paths, _ = trained
     image = next((root / "raw").rglob("*.png"))
     with pytest.raises(SystemExit) as err:
-        predict_main([str(paths["multi_input"]), str(image), "--alphabet", "Klingon"])
-    assert str(err.value).startswith(
-        "error: --alphabet: "
-    ) and "Synthetic_01, Synthetic_02, Synthetic_03" in str(err.value)
+        predict_main(make_args(paths, image))
+    text = str(err.value)
+    assert text.startswith("error: ") and message in text and "\n" not in text
+    assert "weights_only" not in text
+
+
+def test_a_checkpoint_holding_code_is_refused_without_pytorchs_advice(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"config": Path("x")}, path)  # any object that is not a tensor or a container
+    with pytest.raises(InputError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (
+        f"{path}: not a checkpoint of this project (it holds objects other than tensors and plain "
+        "containers, which are not loaded)"
+    )
 
 
 def test_macro_accuracy_averages_the_classes_that_have_test_images():

@@ -87,3 +87,17 @@ def test_index_and_packed_are_replaced_together_or_not_at_all(tmp_path, monkeypa
         k: v for k, v in before.items() if not k.startswith("raw/")
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "packed", "raw"]  # no temporaries
+
+
+def test_outputs_are_readable_by_others_as_the_umask_allows(tmp_path):
+    """Temporary names come from mkdtemp/mkstemp, which make them private (0700/0600); renamed
+    into place, outputs must get ordinary modes, or other users of a shared machine cannot read
+    them."""
+    import stat
+
+    from omniglot_mtl.atomic import UMASK, atomic_dir, write_json
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        write_json(tmp / "x.json", {"a": 1})
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~UMASK
+    assert stat.S_IMODE((tmp_path / "out" / "x.json").stat().st_mode) == 0o666 & ~UMASK

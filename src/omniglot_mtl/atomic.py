@@ -9,6 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# Reading the umask means setting it: once, at import, before any thread could create a file.
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
@@ -16,6 +20,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it 0700; outputs are ordinary folders
     try:
         yield tmp
     except BaseException:
@@ -34,7 +39,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it 0600; outputs are ordinary files
     try:
         yield tmp
     except BaseException:

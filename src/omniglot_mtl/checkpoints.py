@@ -3,6 +3,8 @@ params), as plain tensors and containers, so they load with ``torch.load(weights
 and never unpickle code."""
 
 import io
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -44,6 +46,9 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """The model (in eval mode, on ``device``) and the whole checkpoint dict."""
+    path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # an image, a text file, an old format
+        raise InputError(f"{path}: not a checkpoint (a checkpoint is a zip archive written by torch.save)")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         config = ModelConfig(**checkpoint["config"])
@@ -51,6 +56,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
         model.load_state_dict(checkpoint["state_dict"])
     except FileNotFoundError:
         raise InputError(f"{path}: checkpoint not found") from None
+    except pickle.UnpicklingError:
+        # Never PyTorch's own advice here, which is to load it with weights_only=False: that
+        # would run whatever code the file holds.
+        raise InputError(
+            f"{path}: not a checkpoint of this project (it holds objects other than tensors and "
+            "plain containers, which are not loaded)"
+        ) from None
     except Exception as err:  # a damaged, foreign or tampered file: say which, not a traceback
         raise InputError(
             f"{path}: not a checkpoint of this project ({type(err).__name__}: {err})".splitlines()[0]

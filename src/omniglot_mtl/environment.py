@@ -6,6 +6,7 @@ checkpoints on the same processor model with the same versions, and figures that
 their sums, by the instruction sets they find). Stored in every checkpoint.
 """
 
+import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import torch
 
+# Variables that cap the instruction sets oneDNN, MKL and PyTorch's kernels use (and so change
+# the results' last digits): recorded when set.
+CPU_CAPS = ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY")
 PACKAGES = ("torchvision", "numpy", "pillow", "dvc", "dvclive", "torchmetrics")
 
 
@@ -38,6 +42,7 @@ def describe(device: torch.device) -> dict[str, str]:
         # The widest instruction set PyTorch's own CPU kernels use here (e.g. AVX512, AVX2).
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": str(device),
+        **{name: os.environ[name] for name in CPU_CAPS if name in os.environ},
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)

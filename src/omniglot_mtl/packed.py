@@ -24,6 +24,10 @@ def decode(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             gray = img.convert("L")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InputError(f"{path}: cannot decode as an image ({err})") from None
     return np.array(TF.resize(gray, [size, size]), dtype=np.uint8)

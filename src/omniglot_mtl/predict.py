@@ -1,13 +1,17 @@
 """Classify drawings with a trained checkpoint.
 
-    python -m omniglot_mtl.predict models/multi_output.pt drawing.png [more.png ...] [--top 5]
-    python -m omniglot_mtl.predict models/multi_input.pt drawing.png --alphabet Latin
+    omniglot-mtl-predict models/multi_output.pt drawing.png [more.png ...] [--top 5] [--json]
+    omniglot-mtl-predict models/multi_input.pt drawing.png --alphabet Latin
 
-Images are prepared exactly as for training (grayscale, resized to the checkpoint's size).
-The multi-input model needs the alphabet, by name. Prints the top predictions per image.
+Images are prepared exactly as for training (grayscale, resized to the checkpoint's size) and
+scored by the same batched inference as the evaluate stage. The multi-input model needs the
+alphabet, by name; the multi-output model predicts it. Prints the top predictions per image (or
+a JSON list with --json); an image that cannot be read is reported on stderr, one line, and the
+others are still classified; the exit status is 1 if any image failed.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,33 +27,57 @@ from .packed import PackedSplit, decode
 def predict_files(
     checkpoint_path: Path, images: list[Path], alphabet: str | None = None, top: int = 5
 ) -> list[dict]:
-    """For each image, ``{task: [(name, probability), ...]}`` with the ``top`` most likely names."""
+    """Per image, ``{"image": path, "predictions": {task: [(name, probability), ...]}}`` with the
+    ``top`` most likely names, or ``{"image": path, "error": message}`` if it cannot be read.
+
+    A bad checkpoint, ``top`` or ``alphabet`` concerns every image: it raises :class:`InputError`.
+    """
+    if top < 1:
+        raise InputError(f"--top: must be >= 1, got {top}")
     model, checkpoint = load_checkpoint(checkpoint_path)
-    size = checkpoint["config"]["image_size"]
-    decoded = torch.stack([torch.from_numpy(decode(p, size)) for p in images]).unsqueeze(1)
     labels = {}
     if "alphabet" in model.inputs:
         if alphabet not in checkpoint["alphabets"]:
             known = ", ".join(checkpoint["alphabets"])
             raise InputError(f"--alphabet: {checkpoint_path} is a multi-input model; name one of: {known}")
-        labels["alphabet"] = torch.full((len(images),), checkpoint["alphabets"][alphabet])
+    elif alphabet is not None:
+        raise InputError(
+            f"--alphabet: {checkpoint_path} is a multi-output model, which predicts the alphabet; "
+            "leave --alphabet out"
+        )
+    size = checkpoint["config"]["image_size"]
+    results: list[dict] = []
+    decoded = []
+    for path in images:
+        try:
+            decoded.append(torch.from_numpy(decode(path, size)))
+            results.append({"image": str(path)})
+        except InputError as err:
+            results.append({"image": str(path), "error": str(err)})
+    if not decoded:
+        return results
+    batch = torch.stack(decoded).unsqueeze(1)
+    if "alphabet" in model.inputs:
+        labels["alphabet"] = torch.full((len(decoded),), checkpoint["alphabets"][alphabet])
     names = {
         "alphabet": names_by_index(checkpoint["alphabets"]),
         "character": names_by_index(checkpoint["characters"]),
     }
     # The same batched path as evaluate and the training loop's validation, on uint8 images
     # made exactly as the index stage packs them.
-    logits = predict(model, PackedSplit(decoded, labels))
-    results = []
-    for i in range(len(images)):
-        result = {}
+    logits = predict(model, PackedSplit(batch, labels))
+    ok = iter(range(len(decoded)))
+    for result in results:
+        if "error" in result:
+            continue
+        i = next(ok)
+        result["predictions"] = {}
         for task in model.tasks:
             probs = logits[task][i].softmax(0)
             p, idx = probs.topk(min(top, probs.numel()))
-            result[task] = [
+            result["predictions"][task] = [
                 (names[task][j], round(q, 4)) for j, q in zip(idx.tolist(), p.tolist(), strict=True)
             ]
-        results.append(result)
     return results
 
 
@@ -58,16 +86,44 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("images", type=Path, nargs="+")
     ap.add_argument("--alphabet", help="the alphabet of the images (multi-input models)")
-    ap.add_argument("--top", type=int, default=5)
+    ap.add_argument("--top", type=int, default=5, help="how many names to show per task (default 5)")
+    ap.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")
     args = ap.parse_args(argv)
     try:
         results = predict_files(args.checkpoint, args.images, args.alphabet, args.top)
     except InputError as err:
         sys.exit(f"error: {err}")
-    for path, result in zip(args.images, results, strict=True):
-        for task, ranked in result.items():
-            shown = ", ".join(f"{name} {p:.1%}" for name, p in ranked)
-            print(f"{path}: {task}: {shown}")
+    for result in results:
+        if "error" in result:
+            print(f"error: {result['error']}", file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "image": r["image"],
+                        **(
+                            {"error": r["error"]}
+                            if "error" in r
+                            else {
+                                task: [{"name": n, "probability": p} for n, p in ranked]
+                                for task, ranked in r["predictions"].items()
+                            }
+                        ),
+                    }
+                    for r in results
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for result in results:
+            for task, ranked in result.get("predictions", {}).items():
+                shown = ", ".join(f"{name} {p:.1%}" for name, p in ranked)
+                print(f"{result['image']}: {task}: {shown}")
+    if any("error" in r for r in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
