@@ -206,3 +206,26 @@ def test_macro_accuracy_averages_the_classes_that_have_test_images():
     # Top-5 of 3 classes is top-3: always right; top-1 by another order of scores.
     logits = torch.tensor([[0.0, 1, 3], [3, 1, 0], [1, 3, 0], [0, 3, 1]])
     assert task_metrics(logits, target) == {"accuracy": 0.5, "top5": 1.0, "macro_accuracy": 0.666667}
+
+
+def test_predict_over_a_folder_agrees_with_the_evaluate_stage(trained, capsys):
+    """Every test drawing, given as a folder and as a quoted glob: the share whose top
+    character is right is the evaluate stage's test accuracy."""
+    root, paths, metrics = trained
+    manifest = pd.read_csv(root / "index" / "test.csv")
+    truth = dict(zip((str(root / "raw" / p) for p in manifest["path"]), manifest["character"], strict=True))
+    folder = root / "test_drawings"
+    folder.mkdir(exist_ok=True)
+    for path in truth:  # the test drawings alone, in a folder of their own
+        target = folder / Path(path).relative_to(root / "raw")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(Path(path).read_bytes())
+    for given in ([str(folder)], [str(folder / "**" / "*.png")]):
+        predict_main([str(paths["multi_output"]), *given, "--json", "--top", "1"])
+        shown = json.loads(capsys.readouterr().out)
+        assert len(shown) == len(truth) == metrics["test_images"]
+        right = sum(
+            e["character"][0]["name"] == truth[str(root / "raw" / Path(e["image"]).relative_to(folder))]
+            for e in shown
+        )
+        assert round(right / len(shown), 6) == metrics["multi_output"]["character"]["accuracy"]

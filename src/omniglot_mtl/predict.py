@@ -1,6 +1,6 @@
 """Classify drawings with a trained checkpoint.
 
-    omniglot-mtl-predict models/multi_output.pt drawing.png [more.png ...] [--top 5] [--json]
+    omniglot-mtl-predict models/multi_output.pt drawing.png [more.png folder/ "*.png" ...] [--top 5] [--json]
     omniglot-mtl-predict models/multi_input.pt drawing.png --alphabet Latin
 
 Images are prepared exactly as for training (grayscale, resized to the checkpoint's size) and
@@ -11,6 +11,7 @@ others are still classified; the exit status is 1 if any image failed.
 """
 
 import argparse
+import glob
 import json
 import sys
 from pathlib import Path
@@ -81,16 +82,35 @@ def predict_files(
     return results
 
 
+def expand(inputs: list[Path]) -> list[Path]:
+    """Files as given; a folder becomes the PNGs under it (sorted); a glob pattern that the shell
+    left alone (quoted, or on Windows) becomes its matches. A pattern matching nothing stays as
+    it is, to be reported as missing."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
+        elif any(c in str(item) for c in "*?[") and not item.exists():
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
+            paths += matches or [item]
+        else:
+            paths.append(item)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path)
-    ap.add_argument("images", type=Path, nargs="+")
+    ap.add_argument("images", type=Path, nargs="+", help="PNG files, folders of them, or glob patterns")
     ap.add_argument("--alphabet", help="the alphabet of the images (multi-input models)")
     ap.add_argument("--top", type=int, default=5, help="how many names to show per task (default 5)")
     ap.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")
     args = ap.parse_args(argv)
+    images = expand(args.images)
+    if not images:
+        sys.exit(f"error: no PNG files in {', '.join(map(str, args.images))}")
     try:
-        results = predict_files(args.checkpoint, args.images, args.alphabet, args.top)
+        results = predict_files(args.checkpoint, images, args.alphabet, args.top)
     except InputError as err:
         sys.exit(f"error: {err}")
     for result in results:
