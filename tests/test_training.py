@@ -111,8 +111,13 @@ def test_bf16_trains_to_similar_accuracy(data, tmp_path):
 
 def test_damaged_checkpoint_is_one_clear_error(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match=r"m.pt: not a checkpoint of this project"):
+    with pytest.raises(InputError, match=r"m.pt: not a checkpoint \(a checkpoint is a zip archive"):
         load_checkpoint(tmp_path / "m.pt")
+    # A zip, but not ours: no model config inside.
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(InputError) as err:
+        load_checkpoint(tmp_path / "other.pt")
+    assert str(err.value) == f"{tmp_path / 'other.pt'}: not a checkpoint of this project (KeyError: 'config')"
 
 
 def test_missing_device_fails_the_stage_at_once(tmp_path):
