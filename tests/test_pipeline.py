@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -124,6 +125,20 @@ def test_metrics_and_plots_are_found_without_arguments(pipeline):
     assert len(confusion["data"]["values"]) == 12
     assert any("train_multi_output" in i and "val/accuracy/alphabet" in i for i in ids)
     assert any("train_multi_input" in i and "val/accuracy/character" in i for i in ids)
+
+
+def test_the_plots_page_needs_no_network(pipeline, tmp_path):
+    """DVC's own page loads Vega from a CDN; ours (.dvc/plots/page.html, via plots.html_template)
+    has the three scripts inlined."""
+    repo, _ = pipeline
+    dvc(repo, "plots", "show", "-o", str(tmp_path / "page"))
+    html = (tmp_path / "page" / "index.html").read_text()
+    assert re.findall(r"<(?:script|link|img|iframe)[^>]*(?:src|href)=", html) == []
+    assert "cdn.jsdelivr" not in html and "@import" not in html
+    for name in ("vega 5.20.2", "vega-lite 5.2.0", "vega-embed 6.18.2"):
+        assert f"<script>/* {name} */" in html
+    plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)["data"]
+    assert html.count("vegaEmbed(") == len(plots) > 0  # every plot is drawn by the inlined code
 
 
 def test_experiment_workflow(pipeline):
