@@ -44,9 +44,7 @@ def describe(device: torch.device) -> dict[str, str]:
         "device": str(device),
         **{name: os.environ[name] for name in CPU_CAPS if name in os.environ},
     }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-        env["cuda"] = torch.version.cuda or ""
+    # A GPU's model and CUDA version belong here too; not written before a GPU can test them.
     return env
 
 
