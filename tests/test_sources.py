@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import make_set
+from conftest import ROOT, make_set
 
 from omniglot_mtl import downloads
 from omniglot_mtl.downloads import download, download_zip
@@ -102,6 +102,12 @@ def test_data_sets_is_refused_where_a_single_set_makes_it_meaningless(tmp_path):
         folder_sets(folder(evaluation, ("background", "evaluation")))
     with pytest.raises(ParamError, match=r"data.sets: \['evaluation'\] does not apply to source synthetic"):
         Data(sets=("evaluation",)).validate("data")
+
+
+def test_the_default_folder_as_committed_is_refused_before_anything_runs():
+    # data/external holds only its README until a user puts a set there.
+    with pytest.raises(ParamError, match=r"^params.yaml: data.folder: .*external holds no alphabet folders"):
+        folder_sets(folder(ROOT / "data" / "external"))
 
 
 def test_missing_source_folder_fails_without_output(tmp_path):

@@ -138,6 +138,10 @@ def folder_sets(data: Data) -> list[tuple[str, Path]]:
             else:
                 raise ParamError("data.sets", f"{s}: {folder} holds neither {name}/ nor {name}.zip")
         return pairs
+    if not any(entry.is_dir() and not entry.name.startswith(".") for entry in folder.iterdir()):
+        raise ParamError(
+            "data.folder", f"{folder} holds no alphabet folders and no images_background or _evaluation"
+        )
     name = folder.resolve().name
     implied = name.removeprefix("images_") if name in official else "background"
     if data.sets not in (("background",), (implied,)):
