@@ -13,16 +13,16 @@ accuracies of `metrics/evaluate.json`, and a JSON line.
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 from fresh_clone import ROOT, clone_with_source  # benchmarks/fresh_clone.py (the script's own folder)
+
+from omniglot_mtl.environment import cpu_model
 
 
 def readme_command() -> str:
@@ -37,15 +37,6 @@ def readme_command() -> str:
             f"README.md: expected one 'dvc exp run ... model.backbone=convnet' line, found {len(set(lines))}"
         )
     return lines[0]
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -76,7 +67,7 @@ def main() -> None:
     print("\n".join(stage_lines))
     print(f"wall time {wall_s:.0f} s ({wall_s / 60:.1f} min); training stages peak at {max(peaks)} MB")
     print("test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
-    machine = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    machine = f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}"
     print(
         json.dumps(
             {"source": source, "wall_s": round(wall_s), "peak_mb": max(peaks), "machine": machine}

@@ -3,8 +3,8 @@
 The root of the DAG: it validates every section of params.yaml (and, for a folder source, that
 data.folder holds the sets asked for) before any other stage runs, so a bad or misspelled param
 fails here, in one line, before DVC deletes another stage's outputs to rerun it. It imports no
-torch (about 0.1 s). Its output is the same bytes whatever the
-params, so the stages after it rerun only on the params they declare themselves.
+torch (about 0.1 s). Its output is the same bytes whatever the params, so the stages after it
+rerun only on the params they declare themselves.
 """
 
 from pathlib import Path

@@ -36,7 +36,6 @@ def predict_files(
     if top < 1:
         raise InputError(f"--top: must be >= 1, got {top}")
     model, checkpoint = load_checkpoint(checkpoint_path)
-    labels = {}
     if "alphabet" in model.inputs:
         if alphabet not in checkpoint["alphabets"]:
             known = ", ".join(checkpoint["alphabets"])
@@ -58,6 +57,7 @@ def predict_files(
     if not decoded:
         return results
     batch = torch.stack(decoded).unsqueeze(1)
+    labels = {}
     if "alphabet" in model.inputs:
         labels["alphabet"] = torch.full((len(decoded),), checkpoint["alphabets"][alphabet])
     names = {
@@ -67,11 +67,8 @@ def predict_files(
     # The same batched path as evaluate and the training loop's validation, on uint8 images
     # made exactly as the index stage packs them.
     logits = predict(model, PackedSplit(batch, labels))
-    ok = iter(range(len(decoded)))
-    for result in results:
-        if "error" in result:
-            continue
-        i = next(ok)
+    readable = [result for result in results if "error" not in result]  # in the order of `decoded`
+    for i, result in enumerate(readable):
         result["predictions"] = {}
         for task in model.tasks:
             probs = logits[task][i].softmax(0)
