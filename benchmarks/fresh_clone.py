@@ -11,11 +11,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def clone_with_source(source: str, prefix: str) -> tuple[Path, dict, str]:
+def clone_with_source(source: str, prefix: str, overrides: list[str] = ()) -> tuple[Path, dict, str]:
     """Clone this repository's committed HEAD into a new temporary folder (so nothing is cached)
     and point it at ``source``: ``synthetic``, ``omniglot``, or a folder (``data.source: folder``
     with ``data.folder`` made absolute). Returns the clone, the environment to run it in (where
-    ``python`` and ``dvc`` are this interpreter's) and the source as set."""
+    ``python`` and ``dvc`` are this interpreter's) and the source as set. ``overrides`` are
+    ``KEY=VALUE`` params (dotted keys, YAML values), as ``dvc exp run -S`` takes them."""
     repo = Path(tempfile.mkdtemp(prefix=prefix)) / "project"
     env = {
         **os.environ,
@@ -32,5 +33,14 @@ def clone_with_source(source: str, prefix: str) -> tuple[Path, dict, str]:
         source = str(Path(source).resolve())
         params["data"]["source"] = "folder"
         params["data"]["folder"] = source
+    for override in overrides:
+        key, _, value = override.partition("=")
+        *parents, name = key.split(".")
+        section = params
+        for parent in parents:
+            section = section[parent]
+        if name not in section:
+            sys.exit(f"--set {override}: params.yaml has no {key}")
+        section[name] = yaml.safe_load(value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return repo, env, source

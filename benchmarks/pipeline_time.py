@@ -1,11 +1,12 @@
 """Whole-pipeline wall time: `dvc repro` from nothing, then a no-op `dvc repro`.
 
-    python benchmarks/pipeline_time.py [DATA_SOURCE] [--keep]
+    python benchmarks/pipeline_time.py [DATA_SOURCE] [--set KEY=VALUE ...] [--keep]
 
 Clones this repository's committed HEAD into a temporary folder (so nothing is cached), sets
 a data source (default: synthetic; a folder, e.g. ../shared/omniglot/images_background, is set as
 `data.source: folder` with `data.folder` made absolute),
-and times both commands. Prints each stage's own summary line (the training stages report their
+sets any params given with --set (e.g. ``--set train.processes=2``; values are YAML), and
+times both commands. Prints each stage's own summary line (the training stages report their
 images/s and peak memory) and a JSON line.
 """
 
@@ -21,9 +22,10 @@ from fresh_clone import clone_with_source  # benchmarks/fresh_clone.py (the scri
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", nargs="?", default="synthetic")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param, e.g. seed=1")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
-    repo, env, source = clone_with_source(args.source, "pipeline_time_")
+    repo, env, source = clone_with_source(args.source, "pipeline_time_", args.set)
 
     def repro() -> tuple[float, str]:
         start = time.perf_counter()
@@ -37,7 +39,8 @@ def main() -> None:
     print("\n".join(stage_lines))
     print(f"dvc repro from nothing: {full_s:.1f} s; no-op dvc repro: {noop_s:.2f} s")
     print(noop_log.strip().splitlines()[-1])
-    print(json.dumps({"source": source, "repro_s": round(full_s, 1), "noop_s": round(noop_s, 2)}))
+    times = {"repro_s": round(full_s, 1), "noop_s": round(noop_s, 2)}
+    print(json.dumps({"source": source, "set": args.set} | times))
     if args.keep:
         print(f"kept {repo}")
     else:

@@ -2,12 +2,16 @@
 data/packed + data/index -> models/<kind>.pt, metrics/train_<kind>/
 
     python stages/train.py multi_input|multi_output
+
+The same command runs under ``torchrun`` (one process per share of each batch, on one machine or
+several); with ``train.processes`` above 1 it starts itself under PyTorch's launcher.
 """
 
 import resource
 import sys
 from pathlib import Path
 
+from omniglot_mtl import distributed
 from omniglot_mtl.errors import run_stage
 from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
@@ -19,6 +23,8 @@ def main() -> None:
         sys.exit(f"usage: python stages/train.py {'|'.join(MODEL_KINDS)}")
     kind = sys.argv[1]
     params = load_params()
+    if params.train.processes > 1 and not distributed.launched():
+        sys.exit(distributed.relaunch(params.train.processes))
     result = train_model(
         params,
         kind,
@@ -27,12 +33,15 @@ def main() -> None:
         model_path=Path(f"models/{kind}.pt"),
         metrics_dir=Path(f"metrics/train_{kind}"),
     )
+    if result.rank != 0:  # rank 0 speaks for all
+        return
     val = ", ".join(f"{task} {acc:.3f}" for task, acc in result.best_val.items())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     peak_mb = peak / (2**20 if sys.platform == "darwin" else 2**10)
+    processes = f" (each of {result.processes} processes)" if result.processes > 1 else ""
     print(
         f"{kind}: best epoch {result.best_epoch}, val accuracy {val}, "
-        f"{result.images_per_s:.0f} training images/s, peak memory {peak_mb:.0f} MB"
+        f"{result.images_per_s:.0f} training images/s, peak memory {peak_mb:.0f} MB{processes}"
     )
 
 

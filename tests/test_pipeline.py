@@ -3,13 +3,16 @@
 import hashlib
 import html.parser
 import json
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import copy_project, dvc, git, make_set
+from conftest import ENV, GIT_ID, copy_project, dvc, git, make_set
 
 TINY = {
     "data": {
@@ -193,8 +196,8 @@ def test_queued_sweep(pipeline):
     repo, _ = pipeline
     before = len(exp_rows(repo))
     baseline = json.loads(git(repo, "show", "HEAD:metrics/evaluate.json"))
-    dvc(repo, "exp", "run", "--queue", "-S", "loss.char_weight=0.5,1,3")
-    dvc(repo, "queue", "start")
+    dvc(repo, "exp", "run", "--queue", "-S", "loss.char_weight=0.5,3")
+    dvc(repo, "queue", "start", "-j", "2")  # two workers, two experiments at a time
     deadline = time.time() + 240
     while time.time() < deadline:
         status = dvc(repo, "queue", "status").stdout
@@ -202,8 +205,9 @@ def test_queued_sweep(pipeline):
             break
         time.sleep(1)
     assert "Failed" not in status, status
+    assert status.count("Success") == 2, status
     rows = exp_rows(repo)
-    assert len(rows) == before + 3
+    assert len(rows) == before + 2
     weights = [r["params"]["loss"]["char_weight"] for r in rows]
     assert weights.count(0.5) == 1 and weights.count(3.0) == 1
     # Every queued run evaluated both models on the same 12 test images; the multi-input model
@@ -346,3 +350,68 @@ def test_bad_param_fails_the_stage_in_one_line(project):
         in result.stderr + result.stdout
     )
     assert not (project / "data" / "index").exists()
+
+
+def test_a_sweep_split_over_two_machines_comes_together_through_the_remotes(pipeline, tmp_path):
+    """Two clones ("machines") each run one experiment and push it to a shared bare git repo and
+    a DVC remote folder; a third clone pulls both, compares them, applies one, gets its model."""
+    repo, _ = pipeline
+    storage = tmp_path / "dvc-storage"
+    shutil.copytree(repo / ".dvc" / "cache", storage)  # the baseline's outputs, as if pushed
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    setup = tmp_path / "setup"
+    git(tmp_path, "clone", "-q", str(origin), str(setup))
+    dvc(setup, "remote", "add", "-d", "storage", str(storage))
+    git(setup, "commit", "-qam", "DVC remote")
+    git(setup, "push", "-q", "origin", "HEAD")
+
+    weights = {"a": "0.5", "b": "2"}
+    for name in weights:
+        git(tmp_path, "clone", "-q", str(origin), str(tmp_path / name))
+        dvc(tmp_path / name, "pull")  # the baseline's outputs: only the changed branch reruns
+    # Machine b pushes by itself (exp.auto_push), as a SLURM array task would with --temp.
+    dvc(tmp_path / "b", "config", "--local", "exp.auto_push", "true")
+    dvc(tmp_path / "b", "config", "--local", "exp.git_remote", "origin")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dvc", "exp", "run", "-n", f"char-weight-{w}"]
+            + ["-S", f"loss.char_weight={w}"]
+            + (["--temp"] if name == "b" else []),
+            cwd=tmp_path / name,
+            env=ENV | GIT_ID,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, w in weights.items()
+    ]  # both machines at once
+    for run in runs:
+        output = run.communicate()[0]
+        assert run.returncode == 0, output
+        assert ran(output) == ["check_params", "train_multi_output", "evaluate"], output
+    dvc(tmp_path / "a", "exp", "push", "origin", "char-weight-0.5")
+    model_a = (tmp_path / "a" / "models" / "multi_output.pt").read_bytes()  # a ran in its workspace
+    metrics_a = json.loads((tmp_path / "a" / "metrics" / "evaluate.json").read_text())
+
+    c = tmp_path / "c"
+    git(tmp_path, "clone", "-q", str(origin), str(c))
+    dvc(c, "exp", "pull", "origin")  # every experiment of this commit, with its outputs
+    rows = {r["name"]: r for r in exp_rows(c) if r["name"].startswith("char-weight-")}
+    assert {n: r["params"]["loss"]["char_weight"] for n, r in rows.items()} == {
+        "char-weight-0.5": 0.5,
+        "char-weight-2": 2.0,
+    }
+    assert rows["char-weight-0.5"]["metrics"] == metrics_a
+    assert rows["char-weight-2"]["metrics"]["test_images"] == 12
+    dvc(c, "exp", "apply", "char-weight-0.5")
+    assert (c / "models" / "multi_output.pt").read_bytes() == model_a
+    git(c, "commit", "-qam", "char_weight 0.5")
+    git(c, "push", "-q", "origin", "HEAD")
+    # Anyone else: the chosen experiment is now a commit, and its model comes with dvc pull.
+    d = tmp_path / "d"
+    git(tmp_path, "clone", "-q", str(origin), str(d))
+    dvc(d, "pull")
+    assert (d / "models" / "multi_output.pt").read_bytes() == model_a
+    assert json.loads((d / "metrics" / "evaluate.json").read_text()) == metrics_a
+    assert "up to date" in dvc(d, "status").stdout

@@ -271,7 +271,7 @@ def test_best_epoch_is_the_highest_mean_validation_accuracy_and_the_earliest_on_
             {"alphabet": 0.9, "character": 0.2},
         ]
     )
-    monkeypatch.setattr(training, "accuracy", lambda model, split, precision: next(scripted))
+    monkeypatch.setattr(training, "accuracy", lambda model, split, precision, world: next(scripted))
     result, records, snapshots = fit_directly(data, LossWeighting({"alphabet": 1.0, "character": 1.0}), 5)
     assert result.best_epoch == 3 and result.best_val == {"alphabet": 0.7, "character": 0.5}
     assert all(torch.equal(result.best_state[k], v) for k, v in snapshots[2].items())

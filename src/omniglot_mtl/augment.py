@@ -13,9 +13,13 @@ import torch.nn.functional as F
 from .params import Augment
 
 
-def augment_generator(seed: int, device: torch.device) -> torch.Generator:
-    """A generator for the draws, seeded from ``seed`` but independent of other streams of it."""
-    state = int(np.random.SeedSequence([seed, 0xA06]).generate_state(1)[0])
+def augment_generator(seed: int, device: torch.device, process: int = 0) -> torch.Generator:
+    """A generator for the draws, seeded from ``seed`` but independent of other streams of it.
+
+    Each process of a distributed run (``process`` = its rank) draws its own stream.
+    """
+    entropy = [seed, 0xA06] if process == 0 else [seed, 0xA06, process]  # rank 0: one process's
+    state = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     return torch.Generator(device=device).manual_seed(state)
 
 

@@ -1,5 +1,6 @@
 """The one exception type for bad input, and how a stage reports it."""
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -11,10 +12,12 @@ class InputError(Exception):
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's ``main``; bad input becomes one line on stderr and exit status 1.
 
-    Anything else is a bug and keeps its traceback.
+    Anything else is a bug and keeps its traceback. Under torchrun, where every process meets
+    the same bad input, only each machine's local rank 0 prints the line.
     """
     try:
         main()
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

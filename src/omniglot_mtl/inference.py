@@ -41,7 +41,18 @@ def predict(
     return {t: torch.cat(c) for t, c in chunks.items()}
 
 
-def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32") -> dict[str, float]:
-    """Top-1 accuracy per task of ``model`` on ``split``."""
-    logits = predict(model, split, precision)
-    return {t: (logits[t].argmax(1) == split.labels[t]).float().mean().item() for t in model.tasks}
+def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32", world=None) -> dict[str, float]:
+    """Top-1 accuracy per task of ``model`` on ``split``.
+
+    With a ``world`` of several processes (:class:`~.distributed.World`), each scores its share
+    of the rows and the counts are summed, so all processes get the same figures.
+    """
+    if world is None or world.size == 1:
+        logits = predict(model, split, precision)
+        return {t: (logits[t].argmax(1) == split.labels[t]).float().mean().item() for t in model.tasks}
+    rows = torch.arange(world.rank, len(split), world.size, device=split.images.device)
+    share = PackedSplit(split.images[rows], {k: v[rows] for k, v in split.labels.items()})
+    logits = predict(model, share, precision)
+    correct = torch.stack([(logits[t].argmax(1) == share.labels[t]).sum() for t in model.tasks])
+    correct = world.sum(correct.float())
+    return dict(zip(model.tasks, (correct / len(split)).tolist(), strict=True))

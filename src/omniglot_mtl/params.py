@@ -4,6 +4,7 @@ A wrong value fails here with one line that names its key, e.g.
 ``params.yaml: train.lr: must be > 0, got -1``.
 """
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -137,6 +138,9 @@ class Train:
     warmup_epochs: float = 0.0  # cosine only
     label_smoothing: float = 0.0
     augment: Augment = field(default_factory=Augment)
+    # Processes on this machine (DistributedDataParallel); under torchrun the launcher decides.
+    processes: int = 1
+    threads: int | str = "auto"  # intra-op threads per process: auto or a number
 
     def validate(self, key: str) -> None:
         if self.epochs < 1:
@@ -167,6 +171,16 @@ class Train:
         if not 0 <= self.label_smoothing < 1:
             raise ParamError(f"{key}.label_smoothing", f"must be in [0, 1), got {self.label_smoothing:g}")
         self.augment.validate(f"{key}.augment")
+        if self.processes < 1:
+            raise ParamError(f"{key}.processes", f"must be >= 1, got {self.processes}")
+        if self.batch_size % self.processes:
+            raise ParamError(
+                f"{key}.batch_size",
+                f"{self.batch_size} is not a multiple of {key}.processes ({self.processes}); "
+                "each process takes an equal share of a batch",
+            )
+        if self.threads != "auto" and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ParamError(f"{key}.threads", f"must be auto or a number >= 1, got {self.threads!r}")
 
 
 @dataclass(frozen=True)
@@ -255,7 +269,14 @@ def _convert(hint, value, key: str):
             raise ParamError(key, f"must be a list, got {value!r}")
         return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
     if isinstance(hint, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(options) > 1:  # e.g. int | str for "auto" or a number
+            for option in options:
+                with contextlib.suppress(ParamError):
+                    return _convert(option, value, key)
+            names = " or ".join({int: "an integer", float: "a number", str: "a string"}[o] for o in options)
+            raise ParamError(key, f"must be {names}, got {value!r}")
+        hint = options[0]
     # bool is an int in Python; reject it where a number is meant, and vice versa.
     if hint is bool:
         if not isinstance(value, bool):

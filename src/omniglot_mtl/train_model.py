@@ -9,6 +9,7 @@ from scmrepo.exceptions import SCMError
 from .atomic import atomic_dir
 from .checkpoints import save_checkpoint
 from .devices import resolve_device
+from .distributed import close_world, device_for, init_world, threads_per_process
 from .environment import describe
 from .errors import InputError
 from .index import read_maps
@@ -33,9 +34,19 @@ def train_model(
     """Train the ``kind`` model ("multi_input" or "multi_output") and write its outputs.
 
     Writes ``model_path`` (weights of the best validation epoch) and, under ``metrics_dir``,
-    DVCLive's per-epoch curves (``plots/metrics/...``) and ``metrics.json``.
+    DVCLive's per-epoch curves (``plots/metrics/...``) and ``metrics.json``. Under torchrun,
+    every process trains its share and rank 0 alone writes.
     """
-    device = resolve_device(params.device)
+    device = device_for(resolve_device(params.device))
+    torch.set_num_threads(threads_per_process(params.train.threads))
+    world = init_world(device)
+    try:
+        return _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world)
+    finally:
+        close_world(world)
+
+
+def _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world) -> FitResult:
     torch.manual_seed(params.seed)
     alphabets, characters = read_maps(index_dir)
     train = load_split(packed_dir, "train").to(device)
@@ -55,6 +66,9 @@ def train_model(
         weighting = LossWeighting({"character": 1.0})
     weighting.to(device)
 
+    if not world.main:  # the other processes train and write nothing
+        return fit(model, weighting, train, val, params.train, params.seed, world=world)
+
     with atomic_dir(metrics_dir) as tmp, _live(tmp) as live:
 
         def log(epoch: int, record: dict[str, float]) -> None:
@@ -62,7 +76,7 @@ def train_model(
                 live.log_metric(name, value)
             live.next_step()
 
-        result = fit(model, weighting, train, val, params.train, params.seed, log)
+        result = fit(model, weighting, train, val, params.train, params.seed, log, world)
         live.summary["best_epoch"] = result.best_epoch
         live.summary["best_val_accuracy"] = result.best_val
         save_checkpoint(
@@ -75,7 +89,7 @@ def train_model(
             {
                 "best_epoch": result.best_epoch,
                 "val_accuracy": result.best_val,
-                "environment": describe(device),
+                "environment": describe(device) | ({"processes": world.size} if world.size > 1 else {}),
             },
         )
     return result

@@ -16,6 +16,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import augment_generator, random_affine
+from .distributed import ONE_PROCESS, World
+from .errors import InputError
 from .inference import accuracy, autocast
 from .packed import PackedSplit
 from .params import Train
@@ -27,7 +29,9 @@ class FitResult:
     best_state: dict[str, torch.Tensor]
     best_epoch: int  # 1-based
     best_val: dict[str, float]  # validation accuracy per task at the best epoch
-    images_per_s: float  # training throughput over all epochs, evaluation excluded
+    images_per_s: float  # training throughput over all epochs (all processes), evaluation excluded
+    rank: int = 0  # this process's, in a distributed run of ``processes``
+    processes: int = 1
 
 
 def make_optimizer(model: nn.Module, weighting: nn.Module, cfg: Train, device: torch.device):
@@ -67,17 +71,30 @@ def fit(
     cfg: Train,
     seed: int,
     on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, record: None,
+    world: World = ONE_PROCESS,
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``cfg.epochs``; keep the weights of the best epoch.
 
     "Best" is the highest mean validation accuracy over the model's tasks (earliest on ties).
     ``on_epoch(epoch, record)`` receives each epoch's training loss and validation accuracy per
     task and the loss weights in use.
+
+    In a ``world`` of several processes (DistributedDataParallel), every process draws the same
+    permutation and takes its share of each batch of ``cfg.batch_size`` rows, so the global batch
+    and the number of steps are those of one process; loss sums and validation counts are summed
+    over processes, so all of them log the same numbers and keep the same best epoch.
     """
+    if cfg.batch_size % world.size:
+        raise InputError(
+            f"params.yaml: train.batch_size: {cfg.batch_size} is not a multiple of the number of "
+            f"processes ({world.size}); each process takes an equal share of a batch"
+        )
     device = train.images.device
+    net = world.wrap(model, device)
+    weighting.sync = world.mean if world.size > 1 else None
     optimizer = make_optimizer(model, weighting, cfg, device)
     order = torch.Generator().manual_seed(seed)  # shuffling, independent of the init's stream
-    n, bs = len(train), cfg.batch_size
+    n, bs = len(train) + -len(train) % world.size, cfg.batch_size  # rows per epoch, padded
     steps = (n + bs - 1) // bs
     scheduler = None
     if cfg.schedule == "cosine":
@@ -85,11 +102,11 @@ def fit(
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, cfg.epochs * steps, warmup)
         )
-    distort = augment_generator(seed, device) if cfg.augment.enabled else None
+    distort = augment_generator(seed, device, world.rank) if cfg.augment.enabled else None
 
     def task_losses(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with autocast(device, cfg.precision):
-            out = model(*(batch[k] for k in model.inputs))
+            out = net(*(batch[k] for k in model.inputs))
         return {
             t: F.cross_entropy(out[t].float(), batch[t], label_smoothing=cfg.label_smoothing)
             for t in model.tasks
@@ -97,14 +114,16 @@ def fit(
 
     best_epoch, best_val, best_state = 0, {}, {}
     train_seconds = 0.0
-    bar = tqdm(total=cfg.epochs * steps, unit="batch", disable=None, leave=False)
+    bar = tqdm(total=cfg.epochs * steps, unit="batch", disable=None if world.main else True, leave=False)
     for epoch in range(1, cfg.epochs + 1):
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
         model.train()
         # Loss sums stay on the device: reading them each step would sync the GPU every batch.
         loss_sums = torch.zeros(len(model.tasks), device=device)
         start = time.perf_counter()
-        for idx in torch.randperm(n, generator=order).to(device).split(bs):
+        permutation = world.pad(torch.randperm(len(train), generator=order))
+        for rows in permutation.to(device).split(bs):
+            idx = world.share(rows)
             batch = train.batch(idx)
             if distort is not None:
                 batch["image"] = random_affine(batch["image"], cfg.augment, distort)
@@ -112,6 +131,7 @@ def fit(
             total = weighting(losses)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            world.average_gradients(weighting.parameters())
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -122,10 +142,11 @@ def fit(
                     weighting.after_step(task_losses(batch))
             loss_sums += torch.stack([losses[t].detach() for t in model.tasks]) * idx.shape[0]
             bar.update()
-        mean_loss = dict(zip(model.tasks, (loss_sums / n).tolist(), strict=True))
+        mean_loss = dict(zip(model.tasks, (world.sum(loss_sums) / n).tolist(), strict=True))
         train_seconds += time.perf_counter() - start
         weighting.end_epoch(mean_loss)
-        val_acc = accuracy(model, val, cfg.precision)
+        world.sync_buffers(model)
+        val_acc = accuracy(model, val, cfg.precision, world)
         record = {f"train/loss/{t}": v for t, v in mean_loss.items()}
         record |= {f"val/accuracy/{t}": v for t, v in val_acc.items()}
         if len(model.tasks) > 1:  # a single task's weight is always 1: no curve for it
@@ -140,4 +161,4 @@ def fit(
             best_epoch, best_val = epoch, val_acc
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bar.close()
-    return FitResult(best_state, best_epoch, best_val, n * cfg.epochs / train_seconds)
+    return FitResult(best_state, best_epoch, best_val, n * cfg.epochs / train_seconds, world.rank, world.size)

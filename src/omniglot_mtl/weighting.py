@@ -8,6 +8,8 @@ any constant leaves the weighted sum unchanged, because its running mean scales 
 constant.
 """
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -59,6 +61,10 @@ class LossWeighting(nn.Module):
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
         self.register_buffer("dwa", torch.ones(len(self.tasks)))
         self.epoch_losses: list[torch.Tensor] = []  # mean task losses of past epochs, for DWA
+        # Distributed training sets this to a mean over processes: the statistics the weights
+        # are made of (magnitudes, FAMO's losses) are then those of the whole batch, the same in
+        # every process. DWA's epoch means and the log-variances' gradients are summed outside.
+        self.sync: Callable[[torch.Tensor], torch.Tensor] | None = None
         if method == "uncertainty":
             self.log_var = nn.Parameter(torch.zeros(len(self.tasks)))
         elif method == "famo":
@@ -90,11 +96,16 @@ class LossWeighting(nn.Module):
     def _famo_loss(self, loss: torch.Tensor) -> torch.Tensor:
         # Cross-entropy's lower bound is 0; the authors' 1e-8 keeps the log finite.
         bounded = loss + 1e-8
+        seen = bounded.detach() if self.sync is None else self.sync(bounded.detach())
         z = self.weight * torch.softmax(self.famo_logits, 0)
-        c = 1 / (z / bounded.detach()).sum()
-        self.famo_factor.copy_((c * z / bounded).detach())
-        self._famo_last = bounded.detach()
-        return (c * z * bounded.log()).sum()
+        c = 1 / (z / seen).sum()
+        self.famo_factor.copy_(c * z / seen)
+        self._famo_last = seen
+        if self.sync is None:
+            return (c * z * bounded.log()).sum()
+        # Several processes: the gradient of log(loss) taken at the whole batch's loss,
+        # c z / L * grad(L_share), so that DDP's mean over processes is one process's step.
+        return (c * z * bounded / seen).sum()
 
     @torch.no_grad()
     def after_step(self, losses: dict[str, torch.Tensor]) -> None:
@@ -102,6 +113,8 @@ class LossWeighting(nn.Module):
         if self.method != "famo" or self._famo_last is None:
             return
         new = torch.stack([losses[t] for t in self.tasks]).float() + 1e-8
+        if self.sync is not None:
+            new = self.sync(new)
         delta = self._famo_last.log() - new.log()  # how much each task's log loss fell
         # The gradient of softmax(xi) . delta with respect to xi, in closed form: J^T delta with
         # J = diag(z) - z z^T, i.e. z * (delta - z . delta).
@@ -113,6 +126,8 @@ class LossWeighting(nn.Module):
 
     def _update_magnitude(self, value: torch.Tensor) -> torch.Tensor:
         # torch.where rather than an `if` on a tensor: no host sync inside the training step.
+        if self.sync is not None:
+            value = self.sync(value)
         ema = self.momentum * self.magnitude + (1 - self.momentum) * value
         self.magnitude.copy_(torch.where(self.seen, ema, value))
         self.seen.fill_(True)

@@ -1,0 +1,169 @@
+"""Data-parallel training with PyTorch's own distributed runtime, and nothing home-made.
+
+A training stage runs either as one plain process or under PyTorch's launcher (``torchrun``,
+i.e. ``python -m torch.distributed.run``), on one machine or several. The launcher tells each
+process who it is through ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`init_world` joins
+the process group (``gloo`` on CPUs, ``nccl`` on CUDA GPUs, one GPU per process) and returns a
+:class:`World`, which the training loop asks for the few things that differ: its share of each
+batch, sums over all processes, and who writes the outputs (rank 0 alone).
+
+One plain process is ``World()``: size 1, no process group, and the loop does exactly what it
+did before distributed training existed (same floats, same checkpoint bytes).
+
+``train.processes`` above 1 makes the stage start itself under the launcher on this machine
+(:func:`relaunch`), so ``dvc exp run -S train.processes=2`` needs nothing else.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import InputError
+
+LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the outputs (the checkpoint, DVCLive's files, metrics)."""
+        return self.rank == 0
+
+    def pad(self, order: torch.Tensor) -> torch.Tensor:
+        """``order`` made a multiple of the world size by repeating its first entries, as
+        ``DistributedSampler`` does, so that every process gets equally many rows per batch."""
+        extra = -len(order) % self.size
+        return torch.cat((order, order[:extra])) if extra else order
+
+    def share(self, batch_rows: torch.Tensor) -> torch.Tensor:
+        """This process's share of one global batch: rows rank, rank + size, ..."""
+        return batch_rows[self.rank :: self.size] if self.size > 1 else batch_rows
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over all processes (in place)."""
+        if self.size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of ``tensor`` over all processes, as a new tensor."""
+        return self.sum(tensor.clone()) / self.size if self.size > 1 else tensor
+
+    def average_gradients(self, params) -> None:
+        """Average the gradients of ``params`` that DistributedDataParallel does not see (the
+        loss weighting's learned log-variances)."""
+        if self.size > 1:
+            for p in params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.size
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """``model`` as DistributedDataParallel (gradients averaged over processes in the
+        backward pass; parameters broadcast from rank 0 here, so every process starts equal)."""
+        if self.size == 1:
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Give every process rank 0's buffers (batch norm's running statistics, which each
+        process updates from its own share of the batch) before they are used or saved."""
+        if self.size > 1:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
+
+
+ONE_PROCESS = World()
+
+
+def launched() -> bool:
+    """Whether this process was started by PyTorch's launcher (torchrun)."""
+    return all(name in os.environ for name in LAUNCHER_ENV)
+
+
+def device_for(device: torch.device) -> torch.device:
+    """The device of this process: on CUDA, the GPU numbered by ``LOCAL_RANK``."""
+    if device.type != "cuda" or not launched():
+        return device
+    if device.index not in (None, 0) and int(os.environ["WORLD_SIZE"]) > 1:
+        raise InputError(
+            f"params.yaml: device: {device} names one GPU; under torchrun use cuda or auto "
+            "(each process takes the GPU numbered by its LOCAL_RANK)"
+        )
+    local_processes, count = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count()
+    if local_processes > count:  # every process says so, so that local rank 0 reports it
+        raise InputError(
+            f"{local_processes} processes on this machine but {count} GPU(s): one GPU per "
+            f"process; start at most {count} (train.processes, or torchrun --nproc-per-node)"
+        )
+    return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+
+
+def init_world(device: torch.device) -> World:
+    """Join the launcher's process group, or ``World()`` when there is no launcher."""
+    if not launched():
+        return ONE_PROCESS
+    size = int(os.environ["WORLD_SIZE"])
+    if size == 1:
+        return ONE_PROCESS
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def close_world(world: World) -> None:
+    if world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def threads_per_process(setting: int | str) -> int:
+    """Intra-op threads for each training process: ``train.threads``, or for ``auto`` the CPUs
+    this process may run on, divided among the processes the launcher started on this machine.
+
+    ``auto`` is a fixed number for a given machine, never a guess from its current load: the
+    thread count changes how reductions are split, and so the checkpoint's bytes (measured:
+    1 and 2 threads give different weights after one epoch; see README, "Sharing a machine").
+    """
+    if setting != "auto":
+        return int(setting)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def relaunch(processes: int) -> int:
+    """Run this very command again as ``processes`` processes under PyTorch's launcher on this
+    machine (``torchrun --standalone``, which picks a free port, so that two such runs under
+    ``dvc queue start -j 2`` do not collide); returns 0, or 1 if any process failed.
+
+    Each process sets its own thread count (:func:`threads_per_process`). A failed process has
+    already said what went wrong in one line; the launcher's own page about it is not printed.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):  # each sets its own level
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # Set, so that the launcher does not print its advice about it; each process then sets
+    # its own count from train.threads.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpus // processes)))
+    try:
+        run(parse_args(["--standalone", f"--nproc-per-node={processes}", *sys.argv]))
+    except ChildFailedError:
+        return 1
+    return 0

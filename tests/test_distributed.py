@@ -1,0 +1,134 @@
+"""Training under PyTorch's launcher (DistributedDataParallel, gloo on the CPU), on tiny data."""
+
+import json
+import subprocess
+import sys
+from contextlib import chdir
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT, run_stage
+from torch import nn
+
+from omniglot_mtl.distributed import World
+from omniglot_mtl.errors import InputError
+from omniglot_mtl.index import index_and_pack
+from omniglot_mtl.params import ParamError, Params, Split, from_dict, load_params
+from omniglot_mtl.synthetic import generate
+from omniglot_mtl.train_model import train_model
+from omniglot_mtl.training import fit
+from omniglot_mtl.weighting import LossWeighting
+
+STAGE_PATHS = (
+    Path("data/packed"),
+    Path("data/index"),
+    Path("models/multi_output.pt"),
+    Path("metrics/train_multi_output"),
+)
+
+LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    generate(root / "raw" / "synthetic", seed=0, alphabets=3, characters=4, drawers=8)
+    index_and_pack(root / "raw", Split((7,), (8,)), 24, root / "index", root / "packed")
+    return root
+
+
+def test_world_shares_batches_like_distributed_sampler():
+    order = torch.arange(7)
+    padded = World(1, 2).pad(order)  # 7 rows, 2 processes: the first row again, as 8th
+    assert padded.tolist() == [0, 1, 2, 3, 4, 5, 6, 0]
+    batch = padded[:4]
+    assert World(0, 2).share(batch).tolist() == [0, 2] and World(1, 2).share(batch).tolist() == [1, 3]
+    assert World().pad(order) is order and World().share(batch) is batch
+
+
+def test_every_process_ends_with_the_same_model_and_weighting_state(data, tmp_path):
+    worker = ROOT / "tests" / "distributed_worker.py"
+    done = subprocess.run([*LAUNCH, str(worker), str(data), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("static", "normalize", "uncertainty", "dwa", "famo", "convnet"):
+        rank0, rank1 = (torch.load(tmp_path / f"{name}_{r}.pt", weights_only=True) for r in (0, 1))
+        assert (rank0["world"], rank1["world"]) == ((0, 2), (1, 2))
+        for part in ("best", "last", "weighting"):
+            assert rank0[part].keys() == rank1[part].keys()
+            for key, value in rank0[part].items():
+                assert torch.equal(value, rank1[part][key]), f"{name}: {part} {key} differs between ranks"
+        assert rank0["records"] == rank1["records"]  # loss sums and validation accuracy all-reduced
+        losses = [r["train/loss/character"] for r in rank0["records"]]
+        assert losses[-1] < losses[0], f"{name}: {losses}"
+    weights = torch.load(tmp_path / "uncertainty_0.pt", weights_only=True)["weighting"]
+    assert not torch.equal(weights["log_var"], torch.zeros(2))  # learned, and the same on both
+    famo = torch.load(tmp_path / "famo_0.pt", weights_only=True)["weighting"]
+    assert not torch.equal(famo["famo_logits"], torch.zeros(2))
+
+
+def stage_dir(data: Path, root: Path, **train) -> Path:
+    """A folder the training stage can run in: packed data and a params.yaml."""
+    root.mkdir()
+    (root / "data").mkdir()
+    for name in ("packed", "index"):
+        (root / "data" / name).symlink_to(data / name)
+    params = {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003, **train}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def test_train_processes_2_starts_the_launcher_and_writes_once(data, tmp_path):
+    one = stage_dir(data, tmp_path / "one")
+    two = stage_dir(data, tmp_path / "two", processes=2)
+    with chdir(one):  # one process, in this one: the reference
+        train_model(load_params(), "multi_output", *STAGE_PATHS)
+    done = run_stage("train.py", two, "multi_output")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary,) = done.stdout.splitlines()  # rank 0 speaks for both
+    assert summary.startswith("multi_output: best epoch") and summary.endswith("(each of 2 processes)")
+    assert sorted(p.name for p in (two / "models").iterdir()) == ["multi_output.pt"]
+    assert sorted(p.name for p in (two / "metrics" / "train_multi_output").iterdir()) == [
+        "metrics.json",
+        "plots",
+    ]
+    ckpt = {
+        r: torch.load(d / "models" / "multi_output.pt", weights_only=True) for r, d in ((1, one), (2, two))
+    }
+    assert ckpt[2]["environment"]["processes"] == 2
+    assert ckpt[2]["params"]["train"]["processes"] == 2
+    # The same global batch of 8, split 4 + 4, with gradients averaged: the same training as one
+    # process up to the order of floating-point sums. No batch norm or augmentation here.
+    for key, value in ckpt[1]["state_dict"].items():
+        torch.testing.assert_close(ckpt[2]["state_dict"][key], value, rtol=1e-3, atol=1e-4)
+    metrics = {
+        r: json.loads((d / "metrics/train_multi_output/metrics.json").read_text())
+        for r, d in ((1, one), (2, two))
+    }
+    for task, acc in metrics[1]["best_val_accuracy"].items():
+        assert abs(metrics[2]["best_val_accuracy"][task] - acc) <= 1 / 12  # one of 12 val images
+
+
+def test_bad_distributed_setups_fail_with_one_line(data, tmp_path):
+    odd = from_dict(Params, {"train": {"processes": 2, "batch_size": 9}}, "")
+    with pytest.raises(
+        ParamError, match=r"^params.yaml: train.batch_size: 9 is not a multiple of train.proc"
+    ):
+        odd.validate()
+    with pytest.raises(
+        InputError, match=r"^params.yaml: train.batch_size: 9 is not a multiple of the number of pro"
+    ):
+        fit(nn.Linear(1, 1), LossWeighting({"character": 1.0}), None, None, odd.train, 0, world=World(0, 2))
+    # Under the launcher, both processes meet the same bad device: one line, from local rank 0.
+    gpu = stage_dir(data, tmp_path / "gpu", processes=2)
+    params = yaml.safe_load((gpu / "params.yaml").read_text()) | {"device": "cuda"}
+    (gpu / "params.yaml").write_text(yaml.safe_dump(params))
+    done = run_stage("train.py", gpu, "multi_output")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")  # the line below is about a machine without one
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: params.yaml: device: 'cuda' is not available here; available: auto, cpu"
+    ]
+    assert not (gpu / "models").exists()
