@@ -1,6 +1,7 @@
 """Training under PyTorch's launcher (DistributedDataParallel, gloo on the CPU), on tiny data."""
 
 import json
+import socket
 import subprocess
 import sys
 from contextlib import chdir
@@ -108,6 +109,31 @@ def test_train_processes_2_starts_the_launcher_and_writes_once(data, tmp_path):
     }
     for task, acc in metrics[1]["best_val_accuracy"].items():
         assert abs(metrics[2]["best_val_accuracy"][task] - acc) <= 1 / 12  # one of 12 val images
+
+
+def test_two_nodes_as_readme_starts_them_rank_0_writes(data, tmp_path):
+    """README's two-node torchrun command, both "nodes" on this machine, one process each."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = [stage_dir(data, tmp_path / f"node{rank}") for rank in (0, 1)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+            + ["--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port)]
+            + [str(ROOT / "stages" / "train.py"), "multi_output"],
+            cwd=node,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank, node in enumerate(nodes)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert "(each of 2 processes)" in outputs[0] and "multi_output: best epoch" not in outputs[1]
+    assert (nodes[0] / "models" / "multi_output.pt").exists()
+    assert not (nodes[1] / "models").exists() and not (nodes[1] / "metrics").exists()
 
 
 def test_bad_distributed_setups_fail_with_one_line(data, tmp_path):
