@@ -106,8 +106,8 @@ def test_noop_repro(pipeline):
 
 def test_metrics_and_plots_are_found_without_arguments(pipeline):
     repo, _ = pipeline
-    # Declared as stage-level `metrics:`/`plots:` outputs: found with no arguments, and (unlike
-    # plain `cache: false` outs) they let the stages use DVC's run cache.
+    # Declared in dvc.yaml (stage-level `metrics:`, `plots:` and top-level `plots:`): found with
+    # no arguments, and the stages keep DVC's run cache (tested in test_experiment_workflow).
     shown = json.loads(dvc(repo, "metrics", "show", "--json").stdout)
     files = shown[""]["data"] if "" in shown else next(iter(shown.values()))["data"]
     assert {
@@ -126,8 +126,25 @@ def test_metrics_and_plots_are_found_without_arguments(pipeline):
     ]
     confusion = plots["metrics/evaluate/alphabet_confusion.csv"][0]["content"]
     assert len(confusion["data"]["values"]) == 12
-    assert any("train_multi_output" in i and "val/accuracy/alphabet" in i for i in ids)
-    assert any("train_multi_input" in i and "val/accuracy/character" in i for i in ids)
+    # The training curves: one chart per model and quantity, titled, the tasks together, x the
+    # epoch counted from 1 (dvc.yaml's top-level plots over DVCLive's files).
+    curves = {
+        "Multi-input model: training loss": {"character"},
+        "Multi-input model: validation accuracy": {"character"},
+        "Multi-output model: training loss per task": {"alphabet", "character"},
+        "Multi-output model: validation accuracy per task": {"alphabet", "character"},
+        "Multi-output model: loss weight per task (flat under static weighting)": {"alphabet", "character"},
+    }
+    assert ids == set(curves) | {
+        "metrics/evaluate/character_accuracy_per_alphabet.csv",
+        "metrics/evaluate/alphabet_confusion.csv",
+    }
+    for title, tasks in curves.items():
+        chart = plots[title][0]["content"]
+        assert chart["title"]["text"] == title and chart["encoding"]["x"]["title"] == "epoch"
+        values = chart["data"]["values"]
+        assert {k for v in values for k in v if k in ("alphabet", "character")} == tasks
+        assert sorted({int(v["step"]) for v in values}) == [1, 2]  # TINY trains 2 epochs
 
 
 def test_the_plots_page_needs_no_network(pipeline, tmp_path):

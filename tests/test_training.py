@@ -58,12 +58,13 @@ def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
 
     assert sorted(p.name for p in (tmp_path / "metrics_multi_output").iterdir()) == ["metrics.json", "plots"]
     metrics = json.loads((tmp_path / "metrics_multi_output" / "metrics.json").read_text())
-    assert metrics["step"] == 2 and metrics["best_epoch"] == result.best_epoch
+    assert metrics["step"] == 3 and metrics["best_epoch"] == result.best_epoch  # step: the last epoch
     assert set(metrics["val"]["accuracy"]) == {"alphabet", "character"}
     curve = (
         tmp_path / "metrics_multi_output" / "plots" / "metrics" / "val" / "accuracy" / "character.tsv"
     ).read_text()
     assert curve.splitlines()[0] == "step\tcharacter" and len(curve.splitlines()) == 4
+    assert [line.split("\t")[0] for line in curve.splitlines()[1:]] == ["1", "2", "3"]  # epochs
     weights = (
         tmp_path / "metrics_multi_output" / "plots" / "metrics" / "weight" / "alphabet.tsv"
     ).read_text()

@@ -72,6 +72,7 @@ def _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device,
     with atomic_dir(metrics_dir) as tmp, _live(tmp) as live:
 
         def log(epoch: int, record: dict[str, float]) -> None:
+            live.step = epoch  # the curves' x: epochs counted from 1, not DVCLive's 0
             for name, value in record.items():
                 live.log_metric(name, value)
             live.next_step()
