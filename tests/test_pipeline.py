@@ -3,6 +3,7 @@
 import hashlib
 import html.parser
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -432,3 +433,34 @@ def test_a_sweep_split_over_two_machines_comes_together_through_the_remotes(pipe
     assert (d / "models" / "multi_output.pt").read_bytes() == model_a
     assert json.loads((d / "metrics" / "evaluate.json").read_text()) == metrics_a
     assert "up to date" in dvc(d, "status").stdout
+
+
+def test_readme_exp_show_views_fit_a_terminal(pipeline):
+    """Every `dvc exp show ... --keep ...` line of README, as written, at 120 columns: the kept
+    columns in full, nothing cut to an ellipsis, no dependency hashes; a terminal table (not
+    --md) within the 120 columns."""
+    repo, _ = pipeline
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    views = [
+        line.strip()
+        for line in readme.splitlines()
+        if line.strip().startswith("dvc exp show") and "--keep" in line
+    ]
+    branch = git(repo, "branch", "--show-current").strip()
+    assert len(views) >= 3
+    for view in views:
+        args = shlex.split(view)[1:] + ["--no-pager"]
+        shown = subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=repo,
+            env=ENV | GIT_ID | {"COLUMNS": "120"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines = shown.splitlines()
+        if "--md" not in args:  # a Markdown table is for pasting, not for the terminal
+            assert max(map(len, lines)) <= 120, view
+        assert "…" not in shown and "src/omniglot_mtl" not in shown, view
+        assert "multi_output.character.accuracy" in shown and "macro_accuracy" not in shown, view
+        assert any(line.lstrip("| ").startswith(branch) for line in lines), view  # the baseline row
