@@ -245,7 +245,8 @@ def reset_to_head(repo: Path) -> None:
 
 def output_hashes(repo: Path) -> dict[str, str]:
     """sha256 of every model, metric and plot file, and of the params check's output."""
-    files = [*(repo / "models").glob("*.pt"), *(repo / "metrics").rglob("*.*"), repo / "data" / "params_ok"]
+    metrics = [p for p in (repo / "metrics").rglob("*.*") if p.name != ".gitignore"]
+    files = [*(repo / "models").glob("*.pt"), *metrics, repo / "data" / "params_ok"]
     return {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
