@@ -1,6 +1,7 @@
 """Training under PyTorch's launcher (DistributedDataParallel, gloo on the CPU), on tiny data."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import yaml
 from conftest import ROOT, run_stage
 from torch import nn
 
-from omniglot_mtl.distributed import World
+from omniglot_mtl.distributed import World, threads_per_process
 from omniglot_mtl.errors import InputError
 from omniglot_mtl.index import index_and_pack
 from omniglot_mtl.params import ParamError, Params, Split, from_dict, load_params
@@ -158,3 +159,20 @@ def test_bad_distributed_setups_fail_with_one_line(data, tmp_path):
         "error: params.yaml: device: 'cuda' is not available here; available: auto, cpu"
     ]
     assert not (gpu / "models").exists()
+
+
+def test_threads_auto_is_this_machines_cpus_shared_by_its_processes(monkeypatch):
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert threads_per_process("auto") == cpus and threads_per_process(3) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # set by the launcher in each process
+    assert threads_per_process("auto") == max(1, cpus // 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus + 1))
+    assert threads_per_process("auto") == 1
+    for bad, message in (
+        (0, "train.threads: must be auto or a number >= 1, got 0"),
+        ("fast", "train.threads: must be auto or a number >= 1, got 'fast'"),
+        (1.5, "train.threads: must be an integer or a string, got 1.5"),
+    ):
+        with pytest.raises(ParamError, match=f"^params.yaml: {message}$"):
+            from_dict(Params, {"train": {"threads": bad}}, "").validate()

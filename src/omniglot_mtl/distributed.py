@@ -95,7 +95,7 @@ def device_for(device: torch.device) -> torch.device:
     """The device of this process: on CUDA, the GPU numbered by ``LOCAL_RANK``."""
     if device.type != "cuda" or not launched():
         return device
-    if device.index not in (None, 0) and int(os.environ["WORLD_SIZE"]) > 1:
+    if device.index is not None and int(os.environ["WORLD_SIZE"]) > 1:
         raise InputError(
             f"params.yaml: device: {device} names one GPU; under torchrun use cuda or auto "
             "(each process takes the GPU numbered by its LOCAL_RANK)"
@@ -139,8 +139,12 @@ def threads_per_process(setting: int | str) -> int:
     """
     if setting != "auto":
         return int(setting)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, _cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def relaunch(processes: int) -> int:
@@ -158,10 +162,9 @@ def relaunch(processes: int) -> int:
         if name.startswith("torch.distributed.elastic"):  # each sets its own level
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     # Set, so that the launcher does not print its advice about it; each process then sets
     # its own count from train.threads.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpus // processes)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cpus() // processes)))
     try:
         run(parse_args(["--standalone", f"--nproc-per-node={processes}", *sys.argv]))
     except ChildFailedError:
