@@ -38,10 +38,10 @@ def main() -> None:
     val = ", ".join(f"{task} {acc:.3f}" for task, acc in result.best_val.items())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     peak_mb = peak / (2**20 if sys.platform == "darwin" else 2**10)
-    processes = f" (each of {result.processes} processes)" if result.processes > 1 else ""
+    over, each = (f" over {result.processes} processes", " per process") if result.processes > 1 else ("", "")
     print(
         f"{kind}: best epoch {result.best_epoch}, val accuracy {val}, "
-        f"{result.images_per_s:.0f} training images/s, peak memory {peak_mb:.0f} MB{processes}"
+        f"{result.images_per_s:.0f} training images/s{over}, peak memory {peak_mb:.0f} MB{each}"
     )
 
 

@@ -89,7 +89,9 @@ def test_train_processes_2_starts_the_launcher_and_writes_once(data, tmp_path):
     done = run_stage("train.py", two, "multi_output")
     assert done.returncode == 0, done.stderr[-3000:]
     (summary,) = done.stdout.splitlines()  # rank 0 speaks for both
-    assert summary.startswith("multi_output: best epoch") and summary.endswith("(each of 2 processes)")
+    assert summary.startswith("multi_output: best epoch")
+    assert " training images/s over 2 processes, peak memory " in summary
+    assert summary.endswith(" MB per process")
     assert sorted(p.name for p in (two / "models").iterdir()) == ["multi_output.pt"]
     assert sorted(p.name for p in (two / "metrics" / "train_multi_output").iterdir()) == [
         "metrics.json",
@@ -132,7 +134,7 @@ def test_two_nodes_as_readme_starts_them_rank_0_writes(data, tmp_path):
     ]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
-    assert "(each of 2 processes)" in outputs[0] and "multi_output: best epoch" not in outputs[1]
+    assert "images/s over 2 processes" in outputs[0] and "multi_output: best epoch" not in outputs[1]
     assert (nodes[0] / "models" / "multi_output.pt").exists()
     assert not (nodes[1] / "models").exists() and not (nodes[1] / "metrics").exists()
 
