@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from omniglot_mtl.index import index_and_pack
+from omniglot_mtl.params import Split
+from omniglot_mtl.synthetic import generate
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,6 +77,16 @@ def copy_project(repo: Path) -> Path:
     (repo / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
     git(repo, "init", "-q")
     return repo
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A tiny synthetic set, indexed and packed: 3 alphabets x 4 characters, 24 x 24, drawers
+    1-6 train, 7 validates, 8 tests."""
+    root = tmp_path_factory.mktemp("data")
+    generate(root / "raw" / "synthetic", seed=0, alphabets=3, characters=4, drawers=8)
+    index_and_pack(root / "raw", Split((7,), (8,)), 24, root / "index", root / "packed")
+    return root
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ from torch import nn
 
 from omniglot_mtl.distributed import World, threads_per_process
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.index import index_and_pack
-from omniglot_mtl.params import ParamError, Params, Split, from_dict, load_params
-from omniglot_mtl.synthetic import generate
+from omniglot_mtl.params import ParamError, Params, from_dict, load_params
 from omniglot_mtl.train_model import train_model
 from omniglot_mtl.training import fit
 from omniglot_mtl.weighting import LossWeighting
@@ -31,14 +29,6 @@ STAGE_PATHS = (
 )
 
 LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    generate(root / "raw" / "synthetic", seed=0, alphabets=3, characters=4, drawers=8)
-    index_and_pack(root / "raw", Split((7,), (8,)), 24, root / "index", root / "packed")
-    return root
 
 
 def test_world_shares_batches_like_distributed_sampler():

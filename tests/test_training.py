@@ -18,14 +18,6 @@ from omniglot_mtl.synthetic import generate
 from omniglot_mtl.train_model import train_model
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    generate(root / "raw" / "synthetic", seed=0, alphabets=3, characters=4, drawers=8)
-    index_and_pack(root / "raw", Split((7,), (8,)), 24, root / "index", root / "packed")
-    return root
-
-
 def params(**overrides) -> Params:
     raw = {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}} | overrides
     return from_dict(Params, raw, "")
