@@ -215,14 +215,18 @@ def test_queued_sweep(pipeline):
     before = len(exp_rows(repo))
     baseline = json.loads(git(repo, "show", "HEAD:metrics/evaluate.json"))
     dvc(repo, "exp", "run", "--queue", "-S", "loss.char_weight=0.5,3")
-    dvc(repo, "queue", "start", "-j", "2")  # two workers, two experiments at a time
+    # One worker: with `-j 2` one experiment failed in about 1 of 12 runs of this test here, as
+    # DVC's open worker race (treeverse/dvc#10673) describes.
+    dvc(repo, "queue", "start")
     deadline = time.time() + 240
     while time.time() < deadline:
         status = dvc(repo, "queue", "status").stdout
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(1)
-    assert "Failed" not in status, status
+    failed = [line.split()[1] for line in status.splitlines() if " Failed" in line]
+    logs = "\n".join(dvc(repo, "queue", "logs", name, check=False).stdout for name in failed)
+    assert not failed, f"{status}\n{logs}"
     assert status.count("Success") == 2, status
     rows = exp_rows(repo)
     assert len(rows) == before + 2
