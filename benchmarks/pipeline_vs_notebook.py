@@ -27,31 +27,17 @@ from pathlib import Path
 
 import torch
 
-BATCH, LR = 32, 0.001
-
 
 def notebook_loops(data_dir: Path, epochs: int) -> None:
     from torch import nn, optim
-    from torch.utils.data import DataLoader
-    from torchvision import transforms
-    from train_speed import manifests  # benchmarks/train_speed.py (the script's own folder)
+    from train_speed import BATCH, LR, manifests, notebook_loader  # benchmarks/train_speed.py
 
-    from omniglot_mtl.notebook import MultiInputNet, MultiOutputNet, OmniglotDataset, custom_collate_fn
+    from omniglot_mtl.notebook import MultiInputNet, MultiOutputNet
 
     torch.manual_seed(0)
     index, n_alpha, n_char = manifests(data_dir)
     frame = index["train"]
-    samples = [
-        (str(data_dir / p), a, c)
-        for p, a, c in zip(frame["path"], frame["alphabet_idx"], frame["character_idx"], strict=True)
-    ]
-    transform = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
-    loader = DataLoader(
-        OmniglotDataset(transform, samples),
-        shuffle=True,
-        batch_size=BATCH,
-        collate_fn=lambda b: custom_collate_fn(b, n_alpha),
-    )
+    loader = notebook_loader(data_dir, frame, n_alpha, shuffle=True, batch_size=BATCH)
     criterion = nn.CrossEntropyLoss()
     net = MultiInputNet(n_alpha, n_char)
     optimizer = optim.Adam(net.parameters(), lr=LR)

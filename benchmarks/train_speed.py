@@ -49,25 +49,23 @@ def manifests(data_dir: Path):
 # --- the notebook's loop (its Dataset, collate function and network: omniglot_mtl.notebook) ----
 
 
+def notebook_loader(data_dir: Path, frame, n_alpha: int, **loader_args) -> DataLoader:
+    """The notebook's DataLoader over the rows of one manifest (``frame``): its Dataset (PIL
+    decode and resize of every sample on every access) and its one-hot collate function."""
+    samples = [
+        (str(data_dir / p), a, c)
+        for p, a, c in zip(frame["path"], frame["alphabet_idx"], frame["character_idx"], strict=True)
+    ]
+    transform = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
+    collate = lambda b: custom_collate_fn(b, n_alpha)  # noqa: E731  (as in the notebook)
+    return DataLoader(OmniglotDataset(transform, samples), collate_fn=collate, **loader_args)
+
+
 def notebook_leg(args: argparse.Namespace) -> dict:
     data_dir, epochs, device = args.data_dir, args.epochs, torch.device(args.device)
     torch.manual_seed(args.seed)  # as ../shared/baseline/seed_loop.py does
     index, n_alpha, n_char = manifests(data_dir)
-
-    def samples(frame):
-        return [
-            (str(data_dir / p), a, c)
-            for p, a, c in zip(frame["path"], frame["alphabet_idx"], frame["character_idx"], strict=True)
-        ]
-
-    transform = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
-    collate = lambda b: custom_collate_fn(b, n_alpha)  # noqa: E731  (as in the notebook)
-    loader = DataLoader(
-        OmniglotDataset(transform, samples(index["train"])),
-        shuffle=True,
-        batch_size=BATCH,
-        collate_fn=collate,
-    )
+    loader = notebook_loader(data_dir, index["train"], n_alpha, shuffle=True, batch_size=BATCH)
     net = MultiInputNet(n_alpha, n_char).to(device)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.Adam(net.parameters(), lr=LR)
@@ -87,9 +85,7 @@ def notebook_leg(args: argparse.Namespace) -> dict:
     correct = total = 0
     net.eval()
     with torch.no_grad():
-        for img, alpha, labels in DataLoader(
-            OmniglotDataset(transform, samples(index["test"])), batch_size=256, collate_fn=collate
-        ):
+        for img, alpha, labels in notebook_loader(data_dir, index["test"], n_alpha, batch_size=256):
             correct += (net(img.to(device), alpha.to(device)).argmax(1).cpu() == labels).sum().item()
             total += len(labels)
     return {

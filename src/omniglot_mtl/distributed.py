@@ -38,10 +38,14 @@ class World:
         """Whether this process writes the outputs (the checkpoint, DVCLive's files, metrics)."""
         return self.rank == 0
 
+    def padded(self, rows: int) -> int:
+        """``rows`` rounded up to a multiple of the world size: the rows of a padded epoch."""
+        return rows + -rows % self.size
+
     def pad(self, order: torch.Tensor) -> torch.Tensor:
         """``order`` made a multiple of the world size by repeating its first entries, as
         ``DistributedSampler`` does, so that every process gets equally many rows per batch."""
-        extra = -len(order) % self.size
+        extra = self.padded(len(order)) - len(order)
         return torch.cat((order, order[:extra])) if extra else order
 
     def share(self, batch_rows: torch.Tensor) -> torch.Tensor:
@@ -129,9 +133,10 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
-def threads_per_process(setting: int | str) -> int:
+def threads_per_process(setting: int | str, processes: int | None = None) -> int:
     """Intra-op threads for each training process: ``train.threads``, or for ``auto`` the CPUs
-    this process may run on, divided among the processes the launcher started on this machine.
+    this process may run on, divided among the ``processes`` on this machine (by default those
+    the launcher started, ``LOCAL_WORLD_SIZE``).
 
     ``auto`` is a fixed number for a given machine, never a guess from its current load: the
     thread count changes how reductions are split, and so the checkpoint's bytes (measured:
@@ -139,7 +144,8 @@ def threads_per_process(setting: int | str) -> int:
     """
     if setting != "auto":
         return int(setting)
-    return max(1, _cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    processes = processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, _cpus() // processes)
 
 
 def _cpus() -> int:
@@ -164,7 +170,7 @@ def relaunch(processes: int) -> int:
 
     # Set, so that the launcher does not print its advice about it; each process then sets
     # its own count from train.threads.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cpus() // processes)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_process("auto", processes)))
     try:
         run(parse_args(["--standalone", f"--nproc-per-node={processes}", *sys.argv]))
     except ChildFailedError:

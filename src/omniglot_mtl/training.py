@@ -94,7 +94,7 @@ def fit(
     weighting.sync = world.mean if world.size > 1 else None
     optimizer = make_optimizer(model, weighting, cfg, device)
     order = torch.Generator().manual_seed(seed)  # shuffling, independent of the init's stream
-    n, bs = len(train) + -len(train) % world.size, cfg.batch_size  # rows per epoch, padded
+    n, bs = world.padded(len(train)), cfg.batch_size  # rows per epoch
     steps = (n + bs - 1) // bs
     scheduler = None
     if cfg.schedule == "cosine":
