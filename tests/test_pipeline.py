@@ -169,6 +169,13 @@ def test_the_plots_page_needs_no_network(pipeline, tmp_path):
         assert f"<script>/* {name} */" in text
     plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)["data"]
     assert text.count("vegaEmbed(") == len(plots) > 0  # every plot is drawn by the inlined code
+    # `dvc plots diff` draws the same charts for two revisions, on the same offline page.
+    diffed = json.loads(dvc(repo, "plots", "diff", "HEAD", "--json").stdout)["data"]
+    assert set(diffed) == set(plots)
+    assert {tuple(p["revisions"]) for charts in diffed.values() for p in charts} == {("workspace", "HEAD")}
+    dvc(repo, "plots", "diff", "HEAD", "-o", str(tmp_path / "diff"))
+    text = (tmp_path / "diff" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in text and text.count("vegaEmbed(") == len(plots)
 
 
 def test_experiment_workflow(pipeline):
@@ -228,6 +235,7 @@ def test_queued_sweep(pipeline):
     logs = "\n".join(dvc(repo, "queue", "logs", name, check=False).stdout for name in failed)
     assert not failed, f"{status}\n{logs}"
     assert status.count("Success") == 2, status
+    dvc(repo, "queue", "remove", "--failed")  # README's clean-up after a failure; none failed here
     rows = exp_rows(repo)
     assert len(rows) == before + 2
     weights = [r["params"]["loss"]["char_weight"] for r in rows]
