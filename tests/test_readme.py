@@ -88,6 +88,7 @@ RUN_BY = {
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background": (REAL_DATA, None),
     "python benchmarks/shared_cpu.py ../shared/omniglot/images_background --repeat 3": (REAL_DATA, None),
     "python benchmarks/error_analysis.py": (REAL_DATA, None),
+    "python benchmarks/multi_output_trials.py ../shared/omniglot/images_background": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --set train.processes=2": (
         REAL_DATA,
