@@ -166,6 +166,14 @@ def test_predict_reports_a_bad_image_and_classifies_the_others(trained, tmp_path
             "is a multi-output model, which predicts the alphabet; leave --alphabet out",
         ),
         (
+            lambda p, img: [str(p["multi_input"]), str(img), "--alphabet", "Latin"],
+            "error: --alphabet: 'Latin' is not an alphabet of ",
+        ),
+        (
+            lambda p, img: [str(p["multi_input"]), str(img)],
+            "is a multi-input model, which needs the alphabet; name one of: Synthetic_01, Synthetic_02,",
+        ),
+        (
             lambda p, img: [str(img), str(img)],
             "not a checkpoint (a checkpoint is a zip archive written by torch.save)",
         ),
@@ -178,6 +186,9 @@ def test_predict_refuses_what_concerns_every_image_in_one_line(trained, make_arg
         predict_main(make_args(paths, image))
     text = str(err.value)
     assert text.startswith("error: ") and message in text and "\n" not in text
+    if "--alphabet" in text and "multi-output" not in text:  # the known ones, all of them
+        known = load_checkpoint(paths["multi_input"])[1]["alphabets"]
+        assert len(known) > 1 and text.endswith("name one of: " + ", ".join(known))
     assert "weights_only" not in text
 
 

@@ -39,7 +39,12 @@ def predict_files(
     if "alphabet" in model.inputs:
         if alphabet not in checkpoint["alphabets"]:
             known = ", ".join(checkpoint["alphabets"])
-            raise InputError(f"--alphabet: {checkpoint_path} is a multi-input model; name one of: {known}")
+            problem = (
+                f"{checkpoint_path} is a multi-input model, which needs the alphabet"
+                if alphabet is None
+                else f"{alphabet!r} is not an alphabet of {checkpoint_path}"
+            )
+            raise InputError(f"--alphabet: {problem}; name one of: {known}")
     elif alphabet is not None:
         raise InputError(
             f"--alphabet: {checkpoint_path} is a multi-output model, which predicts the alphabet; "
