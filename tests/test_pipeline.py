@@ -146,6 +146,11 @@ def test_metrics_and_plots_are_found_without_arguments(pipeline):
         values = chart["data"]["values"]
         assert {k for v in values for k in v if k in ("alphabet", "character")} == tasks
         assert sorted({int(v["step"]) for v in values}) == [1, 2]  # TINY trains 2 epochs
+        if len(tasks) > 1:  # .dvc/plots/task_lines.json: the legend names the task
+            assert chart["encoding"]["strokeDash"]["title"] == "task"
+            task = "split(datum['filename::field'], '::')[1]"
+            assert chart["transform"] == [{"calculate": task, "as": "task"}]
+            assert {v["filename::field"].split("::")[1] for v in values} == tasks
 
 
 def test_the_plots_page_needs_no_network(pipeline, tmp_path):
