@@ -33,14 +33,21 @@ def clone_with_source(source: str, prefix: str, overrides: list[str] = ()) -> tu
         source = str(Path(source).resolve())
         params["data"]["source"] = "folder"
         params["data"]["folder"] = source
+    set_params(params, overrides)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo, env, source
+
+
+def set_params(params: dict, overrides: list[str]) -> dict:
+    """Set ``KEY=VALUE`` ``overrides`` (dotted keys, YAML values, as ``dvc exp run -S`` takes
+    them) in the nested ``params``, in place; a key it does not have ends the script."""
     for override in overrides:
         key, _, value = override.partition("=")
         *parents, name = key.split(".")
         section = params
         for parent in parents:
-            section = section[parent]
-        if name not in section:
+            section = section.get(parent) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or name not in section:
             sys.exit(f"--set {override}: params.yaml has no {key}")
         section[name] = yaml.safe_load(value)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return repo, env, source
+    return params

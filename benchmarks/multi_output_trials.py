@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-from recipe_time import readme_command  # benchmarks/recipe_time.py (the script's own folder)
+from fresh_clone import set_params  # benchmarks/: the script's own folder
+from recipe_time import readme_command
+from train_speed import decoded_split
 
 from omniglot_mtl.augment import random_affine
 from omniglot_mtl.evaluation import character_alphabet
@@ -34,7 +35,7 @@ from omniglot_mtl.index import build_index
 from omniglot_mtl.inference import predict
 from omniglot_mtl.layout import scan_alphabets
 from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.packed import PackedSplit, decode_all
+from omniglot_mtl.packed import PackedSplit
 from omniglot_mtl.params import Params, as_dict, from_dict
 from omniglot_mtl.training import fit
 from omniglot_mtl.weighting import LossWeighting
@@ -44,26 +45,14 @@ def recipe(overrides: list[str]) -> Params:
     """README's convnet recipe as Params, with ``overrides`` (KEY=VALUE) applied last."""
     words = shlex.split(readme_command())
     pairs = [words[i + 1] for i, w in enumerate(words) if w == "-S"] + overrides
-    raw = as_dict(Params())
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        *parents, leaf = key.split(".")
-        node = raw
-        for name in parents:
-            node = node[name]
-        node[leaf] = yaml.safe_load(value)
-    params = from_dict(Params, raw, "")
+    params = from_dict(Params, set_params(as_dict(Params()), pairs), "")
     params.validate()
     return params
 
 
 def splits(data_dir: Path, params: Params) -> tuple[dict[str, PackedSplit], torch.Tensor, int, int]:
     index, alphabets, characters = build_index(scan_alphabets(data_dir, data_dir.name), params.data.split)
-    out = {}
-    for name, frame in index.items():
-        images = decode_all([data_dir / p for p in frame["path"]], params.data.image_size)
-        labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
-        out[name] = PackedSplit(torch.from_numpy(images).unsqueeze(1), labels)
+    out = {name: decoded_split(data_dir, frame, params.data.image_size) for name, frame in index.items()}
     return out, character_alphabet(alphabets, characters), len(alphabets), len(characters)
 
 

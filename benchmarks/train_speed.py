@@ -98,10 +98,20 @@ def notebook_leg(args: argparse.Namespace) -> dict:
 # --- ours ----------------------------------------------------------------------------------------
 
 
+def decoded_split(data_dir: Path, frame, size: int):
+    """The rows of one manifest (``frame``) as a PackedSplit: every PNG decoded once, at
+    ``size``, as the index stage packs them, with both label columns."""
+    from omniglot_mtl.packed import PackedSplit, decode_all
+
+    images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], size)).unsqueeze(1)
+    labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
+    return PackedSplit(images, labels)
+
+
 def ours_leg(args: argparse.Namespace) -> dict:
     from omniglot_mtl.inference import accuracy
     from omniglot_mtl.models import ModelConfig, build_model
-    from omniglot_mtl.packed import PackedSplit, decode_all
+    from omniglot_mtl.packed import PackedSplit
     from omniglot_mtl.training import fit
     from omniglot_mtl.weighting import LossWeighting
 
@@ -113,12 +123,7 @@ def ours_leg(args: argparse.Namespace) -> dict:
     )
     index, n_alpha, n_char = manifests(data_dir)
     start = time.perf_counter()
-    splits = {}
-    for name in ("train", "test"):
-        frame = index[name]
-        images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], 64)).unsqueeze(1)
-        labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
-        splits[name] = PackedSplit(images, labels).to(device)
+    splits = {name: decoded_split(data_dir, index[name], 64).to(device) for name in ("train", "test")}
     decode_s = time.perf_counter() - start
     torch.manual_seed(args.seed)
     model = build_model(ModelConfig("multi_input", n_alpha, n_char)).to(device)
