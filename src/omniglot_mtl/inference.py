@@ -47,12 +47,12 @@ def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32", worl
     With a ``world`` of several processes (:class:`~.distributed.World`), each scores its share
     of the rows and the counts are summed, so all processes get the same figures.
     """
-    if world is None or world.size == 1:
-        logits = predict(model, split, precision)
-        return {t: (logits[t].argmax(1) == split.labels[t]).float().mean().item() for t in model.tasks}
-    rows = torch.arange(world.rank, len(split), world.size, device=split.images.device)
-    share = PackedSplit(split.images[rows], {k: v[rows] for k, v in split.labels.items()})
+    share = split
+    if world is not None and world.size > 1:
+        rows = world.share(torch.arange(len(split), device=split.images.device))
+        share = PackedSplit(split.images[rows], {k: v[rows] for k, v in split.labels.items()})
     logits = predict(model, share, precision)
-    correct = torch.stack([(logits[t].argmax(1) == share.labels[t]).sum() for t in model.tasks])
-    correct = world.sum(correct.float())
+    correct = torch.stack([(logits[t].argmax(1) == share.labels[t]).sum() for t in model.tasks]).float()
+    if world is not None:
+        correct = world.sum(correct)
     return dict(zip(model.tasks, (correct / len(split)).tolist(), strict=True))
