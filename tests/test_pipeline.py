@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ENV, GIT_ID, copy_project, dvc, git, make_set
+from conftest import ENV, GIT_ID, ROOT, copy_project, dvc, git, make_set
 
 TINY = {
     "data": {
@@ -458,7 +458,7 @@ def test_readme_exp_show_views_fit_a_terminal(pipeline):
     columns in full, nothing cut to an ellipsis, no dependency hashes; a terminal table (not
     --md) within the 120 columns."""
     repo, _ = pipeline
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     views = [
         line.strip()
         for line in readme.splitlines()

@@ -9,9 +9,9 @@ README without an entry fails here; so does an entry whose command README no lon
 
 import ast
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 PROGRAMS = (
     "dvc",
     "python",
