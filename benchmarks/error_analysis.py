@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from omniglot_mtl.checkpoints import load_checkpoint
-from omniglot_mtl.evaluation import character_alphabet
+from omniglot_mtl.evaluate import character_alphabet
 from omniglot_mtl.index import names_by_index, read_maps
 from omniglot_mtl.inference import predict
 from omniglot_mtl.packed import load_split

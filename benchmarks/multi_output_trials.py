@@ -4,10 +4,9 @@ characters, and the seeds' models averaged.
     python benchmarks/multi_output_trials.py DATA_DIR [--set KEY=VALUE ...] [--seeds 0 1] [--views 8]
 
 DATA_DIR is one set in Omniglot layout (e.g. ../shared/omniglot/images_background). The
-multi-output model is trained in this process with README's convnet recipe (the `-S` values of
-its `dvc exp run ... model.backbone=convnet` line, then any --set, values in YAML), once per
-seed, on drawers 1-14 with the best epoch chosen on 15-17 (as the pipeline does), and scored on
-drawers 18-20:
+multi-output model is trained in this process with the convnet recipe (recipes/convnet.yaml,
+then any --set, values in YAML), once per seed, on drawers 1-14 with the best epoch chosen on
+15-17 (as the pipeline does), and scored on drawers 18-20:
 
 - alone: each head's argmax, as `metrics/evaluate.json` reports it;
 - via characters: the alphabet whose characters' probabilities sum highest;
@@ -20,32 +19,30 @@ It measures what these would buy; the pipeline does none of them. Prints a table
 
 import argparse
 import json
-import shlex
 import time
 from pathlib import Path
 
 import torch
-from fresh_clone import set_params  # benchmarks/: the script's own folder
-from recipe_time import readme_command
+from fresh_clone import ROOT, set_params  # benchmarks/: the script's own folder
 from train_speed import decoded_split
 
 from omniglot_mtl.augment import random_affine
-from omniglot_mtl.evaluation import character_alphabet
+from omniglot_mtl.evaluate import character_alphabet
 from omniglot_mtl.index import build_index
 from omniglot_mtl.inference import predict
 from omniglot_mtl.layout import scan_alphabets
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.packed import PackedSplit
 from omniglot_mtl.params import Params, as_dict, from_dict
+from omniglot_mtl.recipe import merged, read_recipe
 from omniglot_mtl.training import fit
-from omniglot_mtl.weighting import LossWeighting
+from omniglot_mtl.weighting import make_weighting
 
 
 def recipe(overrides: list[str]) -> Params:
-    """README's convnet recipe as Params, with ``overrides`` (KEY=VALUE) applied last."""
-    words = shlex.split(readme_command())
-    pairs = [words[i + 1] for i, w in enumerate(words) if w == "-S"] + overrides
-    params = from_dict(Params, set_params(as_dict(Params()), pairs), "")
+    """The convnet recipe as Params, with ``overrides`` (KEY=VALUE) applied last."""
+    values = merged(as_dict(Params()), read_recipe(ROOT / "recipes" / "convnet.yaml"))
+    params = from_dict(Params, set_params(values, overrides), "")
     params.validate()
     return params
 
@@ -91,7 +88,7 @@ def main() -> None:
     for seed in args.seeds:
         torch.manual_seed(seed)
         model = build_model(ModelConfig("multi_output", n_alpha, n_char, params.data.image_size, "convnet"))
-        weighting = LossWeighting(params.loss.weights, params.loss.method, params.loss.normalize)
+        weighting = make_weighting(params.loss.weights, params.loss.method, params.loss.normalize)
         start = time.perf_counter()
         result = fit(model, weighting, data["train"], data["val"], params.train, seed)
         seconds = time.perf_counter() - start

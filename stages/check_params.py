@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omniglot_mtl.atomic import atomic_file
 from omniglot_mtl.errors import run_stage
-from omniglot_mtl.layout import folder_sets
+from omniglot_mtl.folder_source import folder_sets
 from omniglot_mtl.params import load_params
 
 OK = "params.yaml passed stages/check_params.py\n"

@@ -4,13 +4,13 @@ from pathlib import Path
 
 from omniglot_mtl.devices import resolve_device
 from omniglot_mtl.errors import run_stage
-from omniglot_mtl.evaluation import write_evaluation
+from omniglot_mtl.evaluate import write_evaluation
 from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(registries=False)  # checked by check_params
     metrics = write_evaluation(
         {kind: Path(f"models/{kind}.pt") for kind in MODEL_KINDS},
         packed_dir=Path("data/packed"),

@@ -9,7 +9,7 @@ from omniglot_mtl.params import load_params
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(registries=False)  # checked by check_params
     size = params.data.image_size
     manifests, scan, missing = index_and_pack(
         Path("data/raw"), params.data.split, size, Path("data/index"), Path("data/packed")

@@ -15,7 +15,7 @@ from omniglot_mtl import distributed
 from omniglot_mtl.errors import run_stage
 from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
-from omniglot_mtl.train_model import train_model
+from omniglot_mtl.train import train_model
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,6 +49,7 @@ def run_stage(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess
 PROJECT_FILES = [
     "dvc.yaml",
     "params.yaml",
+    "recipes",
     "stages",
     "src",
     "data/external",
@@ -73,9 +76,9 @@ def copy_project(repo: Path) -> Path:
         else:
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, repo / name)
-    (repo / ".gitignore").write_text("__pycache__/\n")
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")  # the project's own (dvc_plots/, ...)
     (repo / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
-    git(repo, "init", "-q")
+    git(repo, "init", "-q", "-b", "main")  # the branch the docs' commands name
     return repo
 
 
@@ -100,10 +103,73 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def dvc(repo: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, env=ENV | GIT_ID
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=ENV | GIT_ID | (env or {}),
     )
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+# -- Commands the documentation shows ------------------------------------------------------------
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PROGRAMS = ("dvc", "python", "python3", "pip", "git", "make", "omniglot-mtl-predict", "omniglot-mtl-recipe")
+PROGRAMS += ("torchrun", "srun", "ruff")
+
+
+def page_commands(text: str) -> list[str]:
+    """The commands of a page's ```bash blocks (comments dropped, continued lines joined) and
+    the backticked commands of its prose, each once, in order."""
+    commands = []
+    for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.lstrip().startswith("#"):
+                continue
+            line = re.sub(r"\s+", " ", re.sub(r"\s+#.*$", "", line)).strip()
+            if line.split(" ", 1)[0] in PROGRAMS:
+                commands.append(line)
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    spans = [re.sub(r"\s+", " ", c) for c in re.findall(r"`([^`]+)`", prose)]  # may wrap a line
+    commands += [c for c in spans if " " in c and c.split(" ", 1)[0] in PROGRAMS]
+    return list(dict.fromkeys(commands))
+
+
+def doc_commands() -> dict[str, list[str]]:
+    """{command: [pages that show it]} over README.md and docs/*.md."""
+    found: dict[str, list[str]] = {}
+    for page in DOC_PAGES:
+        for command in page_commands(page.read_text(encoding="utf-8")):
+            found.setdefault(command, []).append(page.relative_to(ROOT).as_posix())
+    return found
+
+
+def documented(command: str, fill: dict[str, str] | None = None) -> list[str]:
+    """The argv of ``command`` exactly as README.md or a page of docs/ shows it, its
+    placeholder words replaced by ``fill`` (e.g. ``some_drawing.png=...``).
+
+    Tests run documented commands through this (or :func:`documented_line`), and
+    tests/test_readme.py counts a command as run by a test only where a test passes its literal
+    text to one of them: the text is what runs.
+    """
+    assert command in doc_commands(), f"no page shows {command!r}"
+    return [(fill or {}).get(word, word) for word in shlex.split(command)]
+
+
+def documented_line(command: str, fill: dict[str, str] | None = None) -> str:
+    """A command line (``&&``, ``>``, variables) exactly as a page shows it, for :func:`shell`;
+    placeholder words replaced by ``fill``, shell-quoted. Counted as :func:`documented` is."""
+    assert command in doc_commands(), f"no page shows {command!r}"
+    return " ".join(shlex.quote(fill[w]) if w in (fill or {}) else w for w in command.split(" "))
+
+
+def shell(repo: Path, line: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``line`` in bash in ``repo``; ``python``, ``dvc`` and our commands are this venv's."""
+    result = subprocess.run(["bash", "-c", line], cwd=repo, capture_output=True, text=True, env=ENV | GIT_ID)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{line} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -15,7 +15,7 @@ from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.packed import load_split
 from omniglot_mtl.params import Augment, Train
 from omniglot_mtl.training import fit
-from omniglot_mtl.weighting import LossWeighting
+from omniglot_mtl.weighting import make_weighting
 
 SETUPS = {  # method, normalize, backbone: every kind of state a process could drift on
     "static": ("static", False, "seed"),
@@ -36,7 +36,7 @@ def main(data: Path, out: Path) -> None:
         torch.manual_seed(0)
         size = train.images.shape[-1]
         model = build_model(ModelConfig("multi_output", len(alphabets), len(characters), size, backbone))
-        weighting = LossWeighting({"alphabet": 1.0, "character": 2.0}, method, normalize)
+        weighting = make_weighting({"alphabet": 1.0, "character": 2.0}, method, normalize)
         augment = Augment(rotation=10, shift=0.1) if backbone == "convnet" else Augment()
         cfg = Train(epochs=3, batch_size=8, lr=0.003, augment=augment)
         records = []

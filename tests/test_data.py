@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +178,9 @@ def test_split_drawers_must_exist_and_leave_some_to_train(tmp_path):
         build_index(scan, Split((1,), (18, 19)))
     with pytest.raises(InputError, match="none is left to train"):
         build_index(scan, Split((1, 2), (3,)))
+
+
+def test_the_folder_scanner_knows_nothing_of_params():
+    """layout.py is Omniglot's folder layout, usable on any folder: it imports no params schema."""
+    code = "import sys, omniglot_mtl.layout; print('omniglot_mtl.params' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"

@@ -5,19 +5,18 @@ import os
 import socket
 import subprocess
 import sys
-from contextlib import chdir
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import ROOT, run_stage
+from conftest import ROOT, documented, run_stage
 from torch import nn
 
 from omniglot_mtl.distributed import World, threads_per_process
 from omniglot_mtl.errors import InputError
 from omniglot_mtl.params import ParamError, Params, from_dict, load_params
-from omniglot_mtl.train_model import train_model
+from omniglot_mtl.train import train_model
 from omniglot_mtl.training import fit
 from omniglot_mtl.weighting import LossWeighting
 
@@ -71,11 +70,11 @@ def stage_dir(data: Path, root: Path, **train) -> Path:
     return root
 
 
-def test_train_processes_2_starts_the_launcher_and_writes_once(data, tmp_path):
+def test_train_processes_2_starts_the_launcher_and_writes_once(data, tmp_path, monkeypatch):
     one = stage_dir(data, tmp_path / "one")
     two = stage_dir(data, tmp_path / "two", processes=2)
-    with chdir(one):  # one process, in this one: the reference
-        train_model(load_params(), "multi_output", *STAGE_PATHS)
+    monkeypatch.chdir(one)  # one process, in this one: the reference
+    train_model(load_params(), "multi_output", *STAGE_PATHS)
     done = run_stage("train.py", two, "multi_output")
     assert done.returncode == 0, done.stderr[-3000:]
     (summary,) = done.stdout.splitlines()  # rank 0 speaks for both
@@ -110,17 +109,30 @@ def test_two_nodes_as_readme_starts_them_rank_0_writes(data, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     nodes = [stage_dir(data, tmp_path / f"node{rank}") for rank in (0, 1)]
+    # docs/distributed.md's two lines, on this machine: one process per node, a free port.
+    fill = {"node0.example.org": "127.0.0.1", "4": "1", "29500": str(port)}
+    fill["stages/train.py"] = str(ROOT / "stages" / "train.py")
+    commands = [
+        documented(
+            "torchrun --nnodes 2 --nproc-per-node 4 --node-rank 0 --master-addr node0.example.org "
+            "--master-port 29500 stages/train.py multi_output",
+            fill,
+        ),
+        documented(
+            "torchrun --nnodes 2 --nproc-per-node 4 --node-rank 1 --master-addr node0.example.org "
+            "--master-port 29500 stages/train.py multi_output",
+            fill,
+        ),
+    ]
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
-            + ["--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port)]
-            + [str(ROOT / "stages" / "train.py"), "multi_output"],
+            [sys.executable, "-m", "torch.distributed.run", *command[1:]],  # torchrun is this module
             cwd=node,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for rank, node in enumerate(nodes)
+        for command, node in zip(commands, nodes, strict=True)
     ]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs

@@ -7,16 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import documented
 
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.evaluation import write_evaluation
+from omniglot_mtl.evaluate import write_evaluation
 from omniglot_mtl.index import index_and_pack
 from omniglot_mtl.params import Params, Split, from_dict
 from omniglot_mtl.predict import main as predict_main
 from omniglot_mtl.predict import predict_files
 from omniglot_mtl.synthetic import generate
-from omniglot_mtl.train_model import train_model
+from omniglot_mtl.train import train_model
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,21 @@ def test_predict_cli_ranks_like_the_model(trained, capsys):
     )
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{files[0]}: character: ") and line.count("%") == 2
+    # README's two lines, as written, with its placeholders filled in.
+    fill = {
+        "models/multi_output.pt": str(paths["multi_output"]),
+        "models/multi_input.pt": str(paths["multi_input"]),
+        "some_drawing.png": str(files[0]),
+        "Latin": manifest["alphabet"][0],
+    }
+    predict_main(documented("omniglot-mtl-predict models/multi_output.pt some_drawing.png --top 3", fill)[1:])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{files[0]}: alphabet: ") and line.count("%") == 6
+    predict_main(
+        documented("omniglot-mtl-predict models/multi_input.pt some_drawing.png --alphabet Latin", fill)[1:]
+    )
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{files[0]}: character: ") and line.count("%") == 5  # --top: 5 by default
 
 
 def test_predict_reports_a_bad_image_and_classifies_the_others(trained, tmp_path, capsys):
@@ -204,7 +220,7 @@ def test_a_checkpoint_holding_code_is_refused_without_pytorchs_advice(tmp_path):
 
 
 def test_macro_accuracy_averages_the_classes_that_have_test_images():
-    from omniglot_mtl.evaluation import task_metrics
+    from omniglot_mtl.evaluate import task_metrics
 
     target = torch.tensor([0, 0, 0, 1])  # class 2 has no test image
     # Every image called class 0: 3 of 4 right, but class 1's recall is 0.
@@ -240,3 +256,24 @@ def test_predict_over_a_folder_agrees_with_the_evaluate_stage(trained, capsys):
             for e in shown
         )
         assert round(right / len(shown), 6) == metrics["multi_output"]["character"]["accuracy"]
+
+
+def test_each_way_a_checkpoint_can_be_wrong_says_which(trained, tmp_path):
+    _, paths, _ = trained
+    good = torch.load(paths["multi_output"], weights_only=True)
+    cases = [
+        ({**good, "format": 2}, "checkpoint format 2; this version of the project reads format 1"),
+        (
+            {**good, "state_dict": {k: v[:1] for k, v in good["state_dict"].items()}},
+            "its weights do not fit the multi_output model its config describes (Error(s) in loading",
+        ),
+        ({**good, "config": {**good["config"], "backbone": "resnet"}}, "backbone 'resnet' is not known"),
+        ({k: v for k, v in good.items() if k != "config"}, "not a checkpoint of this project (a torch file"),
+    ]
+    for i, (checkpoint, message) in enumerate(cases):
+        path = tmp_path / f"{i}.pt"
+        torch.save(checkpoint, path)
+        with pytest.raises(InputError) as err:
+            load_checkpoint(path)
+        assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
+        assert "\n" not in str(err.value)

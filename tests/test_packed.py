@@ -1,4 +1,7 @@
-"""Stage pack: arrays equal to what the notebook's loader feeds its network."""
+"""Decoded images (the index stage's data/packed): arrays equal to what the notebook's loader
+feeds its network."""
+
+import os
 
 import numpy as np
 import pandas as pd
@@ -101,3 +104,30 @@ def test_outputs_are_readable_by_others_as_the_umask_allows(tmp_path):
         write_json(tmp / "x.json", {"a": 1})
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~UMASK
     assert stat.S_IMODE((tmp_path / "out" / "x.json").stat().st_mode) == 0o666 & ~UMASK
+
+
+def test_decoding_starts_no_more_processes_than_the_cpus_this_process_may_use(tmp_path, monkeypatch):
+    """Under SLURM or a cgroup the affinity mask, not the host's core count, says how many."""
+    from omniglot_mtl import environment, packed
+
+    started = []
+
+    class Pool:  # records how many workers it was asked for, decodes nothing
+        def __init__(self, workers):
+            started.append(workers)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, chunks):
+            return [np.zeros((len(c[0]), c[1], c[1]), np.uint8) for c in chunks]
+
+    monkeypatch.setattr(packed, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the host
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)  # this job
+    assert environment.usable_cpus() == 3
+    packed.decode_all([tmp_path / f"{i}.png" for i in range(64 * 512)], 8)
+    assert started == [3]

@@ -41,8 +41,10 @@ def test_as_dict_round_trips_through_yaml():
         ("train: {lr: -1}", "train.lr: must be > 0, got -1"),
         ("train: {epochs: ten}", "train.epochs: must be an integer, got 'ten'"),
         ("train: {batch_size: true}", "train.batch_size: must be an integer, got True"),
-        ("loss: {char_wieght: 2}", "loss.char_wieght: unknown key"),
-        ("loss: {method: magic}", "loss.method: must be one of ['static', 'uncertainty', 'dwa', 'famo']"),
+        ("loss: {char_wieght: 2}", "loss.char_wieght: unknown key; did you mean char_weight? (known: "),
+        ("loss: {method: magic}", "loss.method: must be one of ['static', "),  # the registered methods
+        ("loss: {method: dwaa}", "loss.method: must be one of ['static', "),
+        ("loss: {method: dwaa}", "got 'dwaa'; did you mean 'dwa'?"),
         ("data: {sets: [background, extra]}", "data.sets: must list some of"),
         ("data: {source: omniglot, sets: [evaluation, evaluation]}", "data.sets: must list some of"),
         ("data: {sets: [evaluation]}", "data.sets: ['evaluation'] does not apply to source synthetic"),
@@ -56,7 +58,8 @@ def test_as_dict_round_trips_through_yaml():
         ("data: {image_size: 63}", "data.image_size: must be an even number >= 8, got 63"),
         ("data: {split: {val_drawers: 15}}", "data.split.val_drawers: must be a list, got 15"),
         ("loss: {alpha_weight: 0, char_weight: 0}", "loss: alpha_weight and char_weight are both 0"),
-        ("model: {backbone: resnet}", "model.backbone: must be one of ['seed', 'convnet'], got 'resnet'"),
+        ("model: {backbone: no_such_net}", "model.backbone: must be one of ['seed', "),  # the registered ones
+        ("model: {backbone: convnett}", "got 'convnett'; did you mean 'convnet'?"),
         (
             "model: {backbone: convnet}\ndata: {image_size: 12}",
             "data.image_size: must be >= 16 for model.backbone: convnet, got 12",
@@ -105,25 +108,24 @@ def test_device_that_is_not_there_fails_listing_what_is(monkeypatch):
         resolve_device("gpu")
 
 
-def test_the_names_params_accept_are_the_names_the_modules_implement():
-    """params.py lists the choices itself (the params check imports no torch); each list must
-    match what the module behind it implements."""
-    from omniglot_mtl import models, params
+def test_the_params_check_reads_the_registries_without_importing_them():
+    """Backbones and weighting methods are defined once, by their @register decorators; the
+    params check reads the names from the source (no torch), and they are the registries'."""
+    from omniglot_mtl import backbones, params, weighting
     from omniglot_mtl.inference import autocast
     from omniglot_mtl.training import make_optimizer
-    from omniglot_mtl.weighting import LossWeighting
 
-    assert tuple(models.BACKBONES) == params.BACKBONES
-    assert params.LOSS_METHODS == LossWeighting.METHODS
-    for method in params.LOSS_METHODS:
-        LossWeighting({"alphabet": 1.0, "character": 1.0}, method)
+    assert params.registered("backbones") == {"seed": {}, "convnet": {"min_image_size": 16}}
+    assert list(params.registered("backbones")) == list(backbones.BACKBONES)
+    assert list(params.registered("weighting")) == list(weighting.METHODS)
+    assert {n: f.min_image_size for n, f in backbones.BACKBONES.items()} == {"seed": 8, "convnet": 16}
     with pytest.raises(ValueError, match="unknown loss weighting method 'magic'"):
-        LossWeighting({"alphabet": 1.0}, "magic")
+        weighting.make_weighting({"alphabet": 1.0}, "magic")
     model = torch.nn.Linear(2, 2)
     kinds = set()
     for optimizer in params.OPTIMIZERS:
         cfg = params.Train(optimizer=optimizer)
-        kinds.add(type(make_optimizer(model, LossWeighting({"a": 1.0}), cfg, torch.device("cpu"))))
+        kinds.add(type(make_optimizer(model, weighting.LossWeighting({"a": 1.0}), cfg, torch.device("cpu"))))
     assert kinds == {torch.optim.Adam, torch.optim.AdamW}
     dtypes = set()
     for precision in params.PRECISIONS:

@@ -3,7 +3,7 @@
 import hashlib
 import html.parser
 import json
-import shlex
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ENV, GIT_ID, ROOT, copy_project, dvc, git, make_set
+from conftest import ENV, GIT_ID, ROOT, copy_project, documented, documented_line, dvc, git, make_set, shell
 
 TINY = {
     "data": {
@@ -70,10 +70,19 @@ def pipeline(tmp_path_factory):
     set_params(repo, TINY)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "project")  # as in a user's clone (DVCLive fails in a repo with no commit)
-    first = dvc(repo, "repro")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "baseline")
+    first = dvc(repo, *documented("dvc repro")[1:])
+    shell(repo, documented_line("git add -A && git commit -m baseline"))
     return repo, first.stdout
+
+
+@pytest.fixture
+def workspace(pipeline, tmp_path) -> Path:
+    """A copy of the committed pipeline (its git history, DVC cache and run cache) for one test
+    that changes it: tests neither see each other's experiments nor depend on their order."""
+    repo, _ = pipeline
+    copy = tmp_path / "project"
+    shutil.copytree(repo, copy, symlinks=True)
+    return copy
 
 
 def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
@@ -97,12 +106,15 @@ def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
     confusion = (repo / "metrics" / "evaluate" / "alphabet_confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 13
     assert git(repo, "status", "--porcelain") == ""  # every output is either git-tracked or git-ignored
+    assert "nothing to commit, working tree clean" in git(repo, *documented("git status")[1:])
 
 
 def test_noop_repro(pipeline):
     repo, _ = pipeline
     out = dvc(repo, "repro").stdout
     assert ran(out) == [] and "Data and pipelines are up to date." in out
+    # The stage a torchrun's outputs are recorded before (docs/distributed.md): up to date too.
+    assert ran(dvc(repo, *documented("dvc repro evaluate")[1:]).stdout) == []
 
 
 def test_metrics_and_plots_are_found_without_arguments(pipeline):
@@ -153,10 +165,13 @@ def test_metrics_and_plots_are_found_without_arguments(pipeline):
             assert {v["filename::field"].split("::")[1] for v in values} == tasks
 
 
-def test_the_plots_page_needs_no_network(pipeline, tmp_path):
+def test_the_plots_page_needs_no_network(workspace, tmp_path):
     """DVC's own page loads Vega from a CDN; ours (.dvc/plots/page.html, via plots.html_template)
     has the three scripts inlined."""
-    repo, _ = pipeline
+    repo = workspace
+    dvc(repo, *documented("dvc plots show")[1:])  # as README says it: dvc_plots/index.html
+    assert (repo / "dvc_plots" / "index.html").is_file()
+    assert git(repo, "status", "--porcelain") == ""  # dvc_plots/ is git-ignored
     dvc(repo, "plots", "show", "-o", str(tmp_path / "page"))
     text = (tmp_path / "page" / "index.html").read_text()
 
@@ -181,14 +196,16 @@ def test_the_plots_page_needs_no_network(pipeline, tmp_path):
     dvc(repo, "plots", "diff", "HEAD", "-o", str(tmp_path / "diff"))
     text = (tmp_path / "diff" / "index.html").read_text()
     assert "cdn.jsdelivr" not in text and text.count("vegaEmbed(") == len(plots)
+    # docs/experiments.md's plain form: the workspace against HEAD.
+    assert "dvc_plots" in dvc(repo, *documented("dvc plots diff")[1:]).stdout
 
 
-def test_experiment_workflow(pipeline):
-    repo, _ = pipeline
+def test_experiment_workflow(workspace):
+    repo = workspace
     # A loss weight reruns the multi-output branch only (after the params check, which reruns
     # on any change of params.yaml and is over in a fraction of a second).
     baseline = json.loads((repo / "metrics" / "evaluate.json").read_text())
-    out = dvc(repo, "exp", "run", "-S", "loss.char_weight=2").stdout
+    out = dvc(repo, *documented("dvc exp run -n char-weight-2 -S loss.char_weight=2")[1:]).stdout
     assert ran(out) == ["check_params", "train_multi_output", "evaluate"]
     rows = exp_rows(repo)
     weights = sorted(r["params"]["loss"]["char_weight"] for r in rows)
@@ -197,6 +214,20 @@ def test_experiment_workflow(pipeline):
     assert next(r for r in rows if r["params"]["loss"]["char_weight"] == 1.0)["metrics"] == baseline
     assert {json.dumps(r["metrics"]["multi_input"]) for r in rows} == {json.dumps(baseline["multi_input"])}
     exp_name = next(r["name"] for r in rows if r["params"]["loss"]["char_weight"] == 2.0)
+    assert exp_name == "char-weight-2"
+    shown = dvc(repo, *documented("dvc exp show")[1:], env={"COLUMNS": "1000"}).stdout
+    assert "char-weight-2" in shown and "main" in shown
+    # README's comparison, as written: one row per changed metric, both revisions named.
+    diffed = dvc(repo, *documented("dvc metrics diff main char-weight-2")[1:]).stdout
+    assert re.search(r"weight\.character\s+1\.0\s+2\.0\s+1\.0", diffed), diffed
+    assert "multi_output.character.accuracy" in diffed and "multi_input" not in diffed
+    # With no revisions: HEAD against the workspace, which holds the last experiment's results.
+    plain = dvc(repo, *documented("dvc metrics diff")[1:]).stdout
+    assert [row.split() for row in plain.splitlines()[1:]] == [row.split() for row in diffed.splitlines()[1:]]
+    # The same two revisions' curves on one page.
+    dvc(repo, *documented("dvc plots diff main char-weight-2")[1:])
+    page = (repo / "dvc_plots" / "index.html").read_text()
+    assert page.count("vegaEmbed(") == 7 and "char-weight-2" in page
 
     diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", exp_name, "--all", "--json").stdout)
     evaluate = diff["metrics/evaluate.json"]
@@ -216,35 +247,45 @@ def test_experiment_workflow(pipeline):
 
     # Back to the baseline's weight, then the same experiment again: both come from DVC's run
     # cache, nothing is trained.
-    for weight in ("1.0", "2"):
-        again = dvc(repo, "exp", "run", "-S", f"loss.char_weight={weight}").stdout
+    for command in ("dvc exp run -S loss.char_weight=1.0", documented("dvc exp run -S loss.char_weight=2")):
+        again = dvc(repo, *(command.split() if isinstance(command, str) else command)[1:]).stdout
         assert ran(again) == ["check_params"]
         assert "Stage 'train_multi_output' is cached - skipping run, checking out outputs" in again
+    # An experiment of the workspace as it is: nothing changed, so nothing is trained.
+    assert ran(dvc(repo, *documented("dvc exp run")[1:]).stdout) == []
+    changed = dvc(repo, *documented("dvc params diff")[1:]).stdout
+    assert re.search(r"loss\.char_weight\s+1\.0\s+2", changed), changed
 
 
-def test_queued_sweep(pipeline):
-    repo, _ = pipeline
+def test_queued_sweep(workspace):
+    repo = workspace
     before = len(exp_rows(repo))
     baseline = json.loads(git(repo, "show", "HEAD:metrics/evaluate.json"))
-    dvc(repo, "exp", "run", "--queue", "-S", "loss.char_weight=0.5,3")
+    dvc(repo, *documented("dvc exp run --queue -S loss.char_weight=0.5,2")[1:])
     # One worker: with `-j 2` one experiment failed in about 1 of 12 runs of this test here, as
     # DVC's open worker race (treeverse/dvc#10673) describes.
-    dvc(repo, "queue", "start")
+    dvc(repo, *documented("dvc queue start")[1:])
     deadline = time.time() + 240
     while time.time() < deadline:
-        status = dvc(repo, "queue", "status").stdout
+        status = dvc(repo, *documented("dvc queue status")[1:]).stdout
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(1)
     failed = [line.split()[1] for line in status.splitlines() if " Failed" in line]
-    logs = "\n".join(dvc(repo, "queue", "logs", name, check=False).stdout for name in failed)
+    logs = "\n".join(
+        dvc(repo, *documented("dvc queue logs <name>", {"<name>": name})[1:], check=False).stdout
+        for name in failed
+    )
     assert not failed, f"{status}\n{logs}"
     assert status.count("Success") == 2, status
-    dvc(repo, "queue", "remove", "--failed")  # README's clean-up after a failure; none failed here
+    done = [line.split()[1] for line in status.splitlines() if " Success" in line]
+    log = dvc(repo, *documented("dvc queue logs <name>", {"<name>": done[0]})[1:]).stdout
+    assert "Running stage 'train_multi_output'" in log
+    dvc(repo, *documented("dvc queue remove --failed")[1:])  # the clean-up after a failure; none here
     rows = exp_rows(repo)
     assert len(rows) == before + 2
     weights = [r["params"]["loss"]["char_weight"] for r in rows]
-    assert weights.count(0.5) == 1 and weights.count(3.0) == 1
+    assert weights.count(0.5) == 1 and weights.count(2) == 1
     # Every queued run evaluated both models on the same 12 test images; the multi-input model
     # (which no loss weight touches) came from the baseline every time.
     for row in rows:
@@ -255,7 +296,8 @@ def test_queued_sweep(pipeline):
 def reset_to_head(repo: Path) -> None:
     """The workspace as committed. Files are rewritten from git rather than checked out: after a
     failed `dvc exp run`, git's index can list an edited params.yaml as unchanged."""
-    for name in ("params.yaml", "dvc.lock", *git(repo, "ls-files", "metrics").split()):
+    shell(repo, documented_line("git show HEAD:params.yaml > params.yaml"))
+    for name in ("dvc.lock", *git(repo, "ls-files", "metrics").split()):
         (repo / name).write_text(git(repo, "show", f"HEAD:{name}"))
     dvc(repo, "checkout", "--force")
 
@@ -267,9 +309,8 @@ def output_hashes(repo: Path) -> dict[str, str]:
     return {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def test_bad_params_fail_before_any_output_is_deleted(pipeline):
-    repo, _ = pipeline
-    reset_to_head(repo)
+def test_bad_params_fail_before_any_output_is_deleted(workspace):
+    repo = workspace
     before = output_hashes(repo)
     assert len(before) == 16
     committed = yaml.safe_load((repo / "params.yaml").read_text())
@@ -280,18 +321,18 @@ def test_bad_params_fail_before_any_output_is_deleted(pipeline):
             committed | {"train": committed["train"] | {"epochs": 0}},
             "train.epochs: must be >= 1, got 0",
         ),
-        (["repro"], renamed, "trian: unknown key (known: data, device, loss, model, seed, train)"),
+        (["repro"], renamed, "trian: unknown key; did you mean train? (known: data, device, loss, model, "),
         (
             ["repro"],
             committed | {"loss": committed["loss"] | {"char_wieght": 2}},
-            "loss.char_wieght: unknown key (known: alpha_weight, char_weight, method, normalize)",
+            "loss.char_wieght: unknown key; did you mean char_weight? (known: alpha_weight, char_weight, ",
         ),
-        (["exp", "run", "-S", "train.epochs=0"], None, "train.epochs: must be >= 1, got 0"),
+        (documented("dvc exp run -S train.epochs=0")[1:], None, "train.epochs: must be >= 1, got 0"),
         (["exp", "run", "-S", "+loss.char_wieght=2"], None, "loss.char_wieght: unknown key"),
         (
-            ["exp", "run", "-S", "model.backbone=resnet"],
+            ["exp", "run", "-S", "model.backbone=convnett"],
             None,
-            "model.backbone: must be one of ['seed', 'convnet']",
+            "model.backbone: must be one of ['seed', ",
         ),
     ]
     for command, params, message in cases:
@@ -310,27 +351,26 @@ def test_bad_params_fail_before_any_output_is_deleted(pipeline):
     assert result.returncode != 0 and "char_wieght" in result.stderr
     assert output_hashes(repo) == before
     reset_to_head(repo)
-    assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+    assert "Data and pipelines are up to date." in dvc(repo, *documented("dvc status")[1:]).stdout
+    dvc(repo, *documented("dvc checkout")[1:])  # nothing to restore: every output is in place
+    assert output_hashes(repo) == before
 
 
-def test_training_seed_reruns_training_only(pipeline):
-    repo, _ = pipeline
-    reset_to_head(repo)
+def test_training_seed_reruns_training_only(workspace):
+    repo = workspace
     out = dvc(repo, "exp", "run", "-S", "seed=1").stdout
     assert ran(out) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     committed = yaml.safe_load(git(repo, "show", "HEAD:dvc.lock"))["stages"]
     assert lock["index"] == committed["index"] and lock["fetch"] == committed["fetch"]
     assert lock["train_multi_input"]["outs"] != committed["train_multi_input"]["outs"]
-    reset_to_head(repo)
 
 
-def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_yaml(pipeline):
+def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_yaml(workspace):
     """Each checkpoint records exactly the params sections its stage declares. Had the
     multi-input checkpoint recorded ``loss`` too, the restore below would bring back
     char_weight 1.0 (from the run that made it) beside a params.yaml that says 4."""
-    repo, _ = pipeline
-    reset_to_head(repo)
+    repo = workspace
     first = dvc(repo, "exp", "run", "-S", "train.epochs=1", "-S", "loss.char_weight=4").stdout
     assert ran(first) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
     # Back to the baseline's 2 epochs, keeping char_weight 4: the multi-input stage's params are
@@ -352,14 +392,119 @@ def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_y
                 assert {k: recorded[name][k] for k in expected} == expected, (kind, name)
             else:
                 assert recorded[name] == expected, (kind, name)
-    reset_to_head(repo)
+
+
+def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(workspace):
+    repo = workspace
+    recipe = yaml.safe_load((repo / "recipes" / "convnet.yaml").read_text())
+    run = subprocess.run(
+        documented("omniglot-mtl-recipe recipes/convnet.yaml -n convnet-1-epoch -S train.epochs=1"),
+        cwd=repo,
+        env=ENV | GIT_ID,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    shown = run.stdout.splitlines()[0]  # the DVC command it runs, first
+    assert shown.startswith(
+        "$ dvc exp run -S model.backbone=convnet -S data.image_size=32 -S train.epochs=40 "
+    )
+    assert shown.endswith(" -S train.augment.shift=0.06 -n convnet-1-epoch -S train.epochs=1")
+    # Every value of the recipe is in the experiment's params.yaml; the -S given after it wins.
+    (row,) = [r for r in exp_rows(repo) if r["name"] == "convnet-1-epoch"]
+    expected = recipe | {"train": recipe["train"] | {"epochs": 1}}
+    for section, values in expected.items():
+        for key, value in values.items():
+            got = row["params"][section][key]
+            assert (got == value) if not isinstance(value, dict) else got == got | value, (section, key)
+    dvc(repo, *documented("dvc exp apply <name>", {"<name>": "convnet-1-epoch"})[1:])
+    checkpoint = torch.load(repo / "models" / "multi_output.pt", weights_only=True)
+    assert checkpoint["params"]["model"] == {"backbone": "convnet"}
+    assert checkpoint["params"]["train"]["lr"] == 0.003 and checkpoint["params"]["train"]["epochs"] == 1
+    # Arguments after the recipe reach DVC: a queue of the recipe over two more seeds.
+    queued = subprocess.run(
+        documented("omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=1,2"),
+        cwd=repo,
+        env=ENV | GIT_ID,
+        capture_output=True,
+        text=True,
+    )
+    assert queued.returncode == 0, queued.stderr
+    assert dvc(repo, "queue", "status").stdout.count("Queued") == 2
+    dvc(repo, "queue", "remove", "--queued")
+
+
+def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
+    repo = workspace
+    (repo / "recipes" / "typo.yaml").write_text("train:\n  epoch: 3\n")
+    before = exp_rows(repo)
+    run = subprocess.run(
+        ["omniglot-mtl-recipe", "recipes/typo.yaml", "-n", "typo"],
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == (
+        "error: recipes/typo.yaml: train.epoch: unknown key; did you mean epochs? (known: augment, "
+        "batch_size, epochs, label_smoothing, lr, optimizer, precision, processes, schedule, threads, "
+        "warmup_epochs, weight_decay)\n"
+    )
+    assert exp_rows(repo) == before
+    printed = subprocess.run(
+        ["omniglot-mtl-recipe", "--print", "recipes/convnet.yaml"],
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert (
+        printed.startswith("-S model.backbone=convnet -S data.image_size=32 ") and printed.count("-S") == 15
+    )
+
+
+def test_two_training_processes_are_one_param(workspace):
+    """docs/distributed.md: the training stages start themselves under torchrun; one checkpoint."""
+    repo = workspace
+    out = dvc(repo, *documented("dvc exp run -S train.processes=2")[1:]).stdout
+    assert ran(out) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
+    assert out.count(" training images/s over 2 processes") == 2
+    checkpoint = torch.load(repo / "models" / "multi_output.pt", weights_only=True)
+    assert checkpoint["environment"]["processes"] == 2 and checkpoint["params"]["train"]["processes"] == 2
+    # The sharing advice: one thread per training process, queued (not started here).
+    dvc(repo, *documented("dvc exp run --queue -S train.threads=1 -S loss.char_weight=0.5,2")[1:])
+    assert dvc(repo, "queue", "status").stdout.count("Queued") == 2
+    dvc(repo, "queue", "remove", "--queued")
+
+
+def test_docs_extending_examples_are_one_file_each_and_train_through_dvc(workspace):
+    """docs/extending.md's two classes, pasted as a reader would into the one file each names (in
+    this copy of the project, which the stages then import), trained with its two commands."""
+    repo = workspace
+    page = (ROOT / "docs" / "extending.md").read_text()
+    backbone, method = re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M)
+    for name, code in (("backbones", backbone), ("weighting", method)):
+        with (repo / "src" / "omniglot_mtl" / f"{name}.py").open("a") as f:
+            f.write("\n\n" + code)
+    own_code = {"PYTHONPATH": str(repo / "src")}
+    out = dvc(repo, *documented("dvc exp run -S model.backbone=mlp")[1:], env=own_code).stdout
+    assert ran(out) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
+    checkpoint = torch.load(repo / "models" / "multi_input.pt", weights_only=True)
+    assert (
+        checkpoint["config"]["backbone"] == "mlp" and "image_layer.net.1.weight" in checkpoint["state_dict"]
+    )
+    out = dvc(repo, *documented("dvc exp run -S loss.method=max")[1:], env=own_code).stdout
+    assert ran(out) == ["check_params", "train_multi_output", "evaluate"]
+    weights = json.loads((repo / "metrics" / "train_multi_output" / "metrics.json").read_text())["weight"]
+    assert sorted(weights.values()) == [0.0, 1.0]  # one task at a time: the worst
 
 
 def test_folder_source_is_a_real_dependency(project):
     src = project.parent / "my_omniglot" / "images_background"
     make_set(src, {"A": 2, "B": 2}, drawers=6)
     set_params(project, TINY | {"data": TINY["data"] | {"source": "folder", "folder": str(src)}})
-    out = dvc(project, "repro", "index").stdout
+    out = dvc(project, *documented("dvc repro index")[1:]).stdout
     assert ran(out) == ["check_params", "download", "fetch", "index"]
     assert (project / "data" / "downloads").is_dir() and not any((project / "data" / "downloads").iterdir())
     assert "index: 2 alphabets, 4 characters; rows: train 16, val 4, test 4; images 16x16" in out
@@ -393,46 +538,56 @@ def test_a_sweep_split_over_two_machines_comes_together_through_the_remotes(pipe
     a DVC remote folder; a third clone pulls both, compares them, applies one, gets its model."""
     repo, _ = pipeline
     storage = tmp_path / "dvc-storage"
-    shutil.copytree(repo / ".dvc" / "cache", storage)  # the baseline's outputs, as if pushed
     origin = tmp_path / "origin.git"
     git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
     setup = tmp_path / "setup"
     git(tmp_path, "clone", "-q", str(origin), str(setup))
-    dvc(setup, "remote", "add", "-d", "storage", str(storage))
+    dvc(setup, *documented("dvc remote add -d storage <url>", {"<url>": str(storage)})[1:])
     git(setup, "commit", "-qam", "DVC remote")
     git(setup, "push", "-q", "origin", "HEAD")
+    shutil.copytree(repo / ".dvc" / "cache", setup / ".dvc" / "cache")  # the machine that ran it
+    dvc(setup, *documented("dvc push")[1:])  # the baseline's outputs
 
     weights = {"a": "0.5", "b": "2"}
     for name in weights:
-        git(tmp_path, "clone", "-q", str(origin), str(tmp_path / name))
-        dvc(tmp_path / name, "pull")  # the baseline's outputs: only the changed branch reruns
+        clone = documented_line(
+            "git clone <repo> project && cd project", {"<repo>": str(origin), "project": name}
+        )
+        shell(tmp_path, clone)
+        dvc(tmp_path / name, *documented("dvc pull")[1:])  # the baseline: only what changes reruns
     # Machine b pushes by itself (exp.auto_push), as a SLURM array task would with --temp.
-    dvc(tmp_path / "b", "config", "--local", "exp.auto_push", "true")
-    dvc(tmp_path / "b", "config", "--local", "exp.git_remote", "origin")
+    dvc(tmp_path / "b", *documented("dvc config --local exp.auto_push true")[1:])
+    dvc(tmp_path / "b", *documented("dvc config --local exp.git_remote origin")[1:])
+    commands = {
+        "a": documented("dvc exp run -n char-weight-0.5 -S loss.char_weight=0.5"),
+        "b": [
+            "bash",
+            "-c",
+            "w=2; " + documented_line('dvc exp run --temp -n "char-weight-$w" -S "loss.char_weight=$w"'),
+        ],
+    }
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "dvc", "exp", "run", "-n", f"char-weight-{w}"]
-            + ["-S", f"loss.char_weight={w}"]
-            + (["--temp"] if name == "b" else []),
+            [sys.executable, "-m", *command] if command[0] == "dvc" else command,
             cwd=tmp_path / name,
             env=ENV | GIT_ID,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for name, w in weights.items()
+        for name, command in commands.items()
     ]  # both machines at once
     for run in runs:
         output = run.communicate()[0]
         assert run.returncode == 0, output
         assert ran(output) == ["check_params", "train_multi_output", "evaluate"], output
-    dvc(tmp_path / "a", "exp", "push", "origin", "char-weight-0.5")
+    dvc(tmp_path / "a", *documented("dvc exp push origin char-weight-0.5")[1:])
     model_a = (tmp_path / "a" / "models" / "multi_output.pt").read_bytes()  # a ran in its workspace
     metrics_a = json.loads((tmp_path / "a" / "metrics" / "evaluate.json").read_text())
 
     c = tmp_path / "c"
     git(tmp_path, "clone", "-q", str(origin), str(c))
-    dvc(c, "exp", "pull", "origin")  # every experiment of this commit, with its outputs
+    dvc(c, *documented("dvc exp pull origin")[1:])  # every experiment of this commit, with its outputs
     rows = {r["name"]: r for r in exp_rows(c) if r["name"].startswith("char-weight-")}
     assert {n: r["params"]["loss"]["char_weight"] for n, r in rows.items()} == {
         "char-weight-0.5": 0.5,
@@ -440,14 +595,12 @@ def test_a_sweep_split_over_two_machines_comes_together_through_the_remotes(pipe
     }
     assert rows["char-weight-0.5"]["metrics"] == metrics_a
     assert rows["char-weight-2"]["metrics"]["test_images"] == 12
-    dvc(c, "exp", "apply", "char-weight-0.5")
+    shell(c, documented_line('dvc exp apply char-weight-0.5 && git commit -am "char_weight 0.5" && git push'))
     assert (c / "models" / "multi_output.pt").read_bytes() == model_a
-    git(c, "commit", "-qam", "char_weight 0.5")
-    git(c, "push", "-q", "origin", "HEAD")
     # Anyone else: the chosen experiment is now a commit, and its model comes with dvc pull.
     d = tmp_path / "d"
     git(tmp_path, "clone", "-q", str(origin), str(d))
-    dvc(d, "pull")
+    shell(d, documented_line("git pull && dvc pull"))
     assert (d / "models" / "multi_output.pt").read_bytes() == model_a
     assert json.loads((d / "metrics" / "evaluate.json").read_text()) == metrics_a
     assert "up to date" in dvc(d, "status").stdout
@@ -458,16 +611,22 @@ def test_readme_exp_show_views_fit_a_terminal(pipeline):
     columns in full, nothing cut to an ellipsis, no dependency hashes; a terminal table (not
     --md) within the 120 columns."""
     repo, _ = pipeline
-    readme = (ROOT / "README.md").read_text()
     views = [
-        line.strip()
-        for line in readme.splitlines()
-        if line.strip().startswith("dvc exp show") and "--keep" in line
+        documented(
+            r"dvc exp show --drop '.*' --keep 'Experiment|loss.char_weight|multi_output\.\w+\.accuracy$'"
+        ),
+        documented(
+            "dvc exp show --md --drop '.*' --keep 'Experiment|loss.char_weight|"
+            "multi_input.character.accuracy|multi_output.alphabet.accuracy|multi_output.character.accuracy'"
+        ),
+        documented(
+            "dvc exp show --md --drop '.*' --keep 'Experiment|loss.char_weight|loss.method|"
+            "multi_output.alphabet.accuracy|multi_output.character.accuracy'"
+        ),
     ]
     branch = git(repo, "branch", "--show-current").strip()
-    assert len(views) >= 3
     for view in views:
-        args = shlex.split(view)[1:] + ["--no-pager"]
+        args = view[1:] + ["--no-pager"]
         shown = subprocess.run(
             [sys.executable, "-m", "dvc", *args],
             cwd=repo,

@@ -15,7 +15,7 @@ from omniglot_mtl.errors import InputError
 from omniglot_mtl.index import index_and_pack
 from omniglot_mtl.params import Params, Split, from_dict
 from omniglot_mtl.synthetic import generate
-from omniglot_mtl.train_model import train_model
+from omniglot_mtl.train import train_model
 
 
 def params(**overrides) -> Params:
@@ -110,7 +110,10 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(InputError) as err:
         load_checkpoint(tmp_path / "other.pt")
-    assert str(err.value) == f"{tmp_path / 'other.pt'}: not a checkpoint of this project (KeyError: 'config')"
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'other.pt'}: not a checkpoint of this project (a torch file without its keys)"
+    )
 
 
 def test_missing_device_fails_the_stage_at_once(tmp_path):
@@ -154,10 +157,10 @@ def test_cosine_schedule_on_hand_computed_numbers():
 def test_adamw_decays_weights_but_not_biases_norms_or_learned_loss_weights():
     from omniglot_mtl.models import ModelConfig, build_model
     from omniglot_mtl.training import make_optimizer
-    from omniglot_mtl.weighting import LossWeighting
+    from omniglot_mtl.weighting import make_weighting
 
     model = build_model(ModelConfig("multi_output", 3, 5, 16, "convnet"))
-    weighting = LossWeighting({"alphabet": 1.0, "character": 1.0}, "uncertainty")
+    weighting = make_weighting({"alphabet": 1.0, "character": 1.0}, "uncertainty")
     cfg = params(train={"optimizer": "adamw", "weight_decay": 0.05}).train
     decayed, kept = make_optimizer(model, weighting, cfg, torch.device("cpu")).param_groups
     assert decayed["weight_decay"] == 0.05 and kept["weight_decay"] == 0.0
@@ -271,10 +274,36 @@ def test_best_epoch_is_the_highest_mean_validation_accuracy_and_the_earliest_on_
     assert not all(torch.equal(result.best_state[k], v) for k, v in snapshots[3].items())
 
 
-def test_dwa_weights_through_fit_follow_the_logged_losses(data):
+def test_best_epoch_follows_the_loss_weights_not_an_untrained_head(data, monkeypatch):
+    from omniglot_mtl import training
     from omniglot_mtl.weighting import LossWeighting
 
-    _, records, _ = fit_directly(data, LossWeighting({"alphabet": 1.0, "character": 1.0}, "dwa"))
+    scripted = iter(
+        [
+            {"alphabet": 0.9, "character": 0.5},  # the alphabet head is not trained (weight 0)
+            {"alphabet": 0.1, "character": 0.6},  # best by character accuracy, the one trained
+            {"alphabet": 0.8, "character": 0.55},
+        ]
+    )
+    monkeypatch.setattr(training, "accuracy", lambda model, split, precision, world: next(scripted))
+    result, _, _ = fit_directly(data, LossWeighting({"alphabet": 0.0, "character": 1.0}), 3)
+    assert result.best_epoch == 2
+    # Unequal weights: 0.25 * a + 0.75 * c -> 0.6, 0.475, 0.6125: epoch 3.
+    scripted = iter(
+        [
+            {"alphabet": 0.6, "character": 0.6},
+            {"alphabet": 0.1, "character": 0.6},
+            {"alphabet": 0.35, "character": 0.7},
+        ]
+    )
+    result, _, _ = fit_directly(data, LossWeighting({"alphabet": 1.0, "character": 3.0}), 3)
+    assert result.best_epoch == 3
+
+
+def test_dwa_weights_through_fit_follow_the_logged_losses(data):
+    from omniglot_mtl.weighting import make_weighting
+
+    _, records, _ = fit_directly(data, make_weighting({"alphabet": 1.0, "character": 1.0}, "dwa"))
     tasks = ("alphabet", "character")
     assert [records[0][f"weight/{t}"] for t in tasks] == [1.0, 1.0]
     for before, now in zip(records, records[1:], strict=False):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from omniglot_mtl.weighting import LossWeighting
+from omniglot_mtl.weighting import METHODS, LossWeighting, make_weighting
 
 
 def losses(a: float, c: float, grad: bool = False) -> dict[str, torch.Tensor]:
@@ -44,7 +44,7 @@ def test_normalised_sum_is_invariant_to_rescaling_one_task():
 
 
 def test_uncertainty_weighting():
-    w = LossWeighting({"alphabet": 1.0, "character": 2.0}, method="uncertainty")
+    w = make_weighting({"alphabet": 1.0, "character": 2.0}, "uncertainty")
     with torch.no_grad():
         w.log_var.copy_(torch.tensor([0.0, math.log(4.0)]))
     total = w(losses(1.0, 3.0))
@@ -57,7 +57,7 @@ def test_uncertainty_weighting():
 
 
 def test_dynamic_weight_average():
-    w = LossWeighting({"alphabet": 1.0, "character": 1.0}, method="dwa")
+    w = make_weighting({"alphabet": 1.0, "character": 1.0}, "dwa")
     w.end_epoch({"alphabet": 2.0, "character": 4.0})
     assert w(losses(1.0, 1.0)).item() == pytest.approx(2.0)  # lambdas stay 1 for two epochs
     w.end_epoch({"alphabet": 1.0, "character": 4.0})
@@ -69,7 +69,7 @@ def test_dynamic_weight_average():
 
 
 def test_famo_loss_gradient_and_logit_update():
-    w = LossWeighting({"alphabet": 1.0, "character": 1.0}, method="famo")
+    w = make_weighting({"alphabet": 1.0, "character": 1.0}, "famo")
     assert list(w.parameters()) == []  # the model's optimizer never sees FAMO's logits
     ls = losses(2.0, 8.0, grad=True)
     total = w(ls)
@@ -95,8 +95,33 @@ def test_famo_loss_gradient_and_logit_update():
 
 
 def test_famo_static_weights_tilt_the_combination():
-    w = LossWeighting({"alphabet": 1.0, "character": 3.0}, method="famo")
+    w = make_weighting({"alphabet": 1.0, "character": 3.0}, "famo")
     ls = losses(2.0, 2.0, grad=True)
     w(ls).backward()
     # z' = (0.5, 1.5); c = 1 / (0.5 / 2 + 1.5 / 2) = 1; d/dl_t = c * z'_t / l_t = (0.25, 0.75)
     assert [ls["alphabet"].grad.item(), ls["character"].grad.item()] == pytest.approx([0.25, 0.75])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_logged_weights_are_the_gradient_of_the_total_on_each_raw_loss(method, normalize):
+    """effective_weights() is what the weight curves show: d total / d raw loss, for every method
+    with and without normalize (FAMO with normalize logged them too large by the magnitude)."""
+    w = make_weighting({"alphabet": 1.0, "character": 3.0}, method, normalize)
+    for step, (a, c) in enumerate([(4.0, 9.0), (3.0, 8.0), (2.0, 6.0)]):
+        w.end_epoch({"alphabet": a, "character": c})  # DWA's lambdas move from the 2nd epoch
+        ls = losses(a, c, grad=True)
+        w(ls).backward()
+        if w.needs_losses_after_step:
+            w.after_step(losses(a * 0.9, c * 0.95))
+        grads = {t: ls[t].grad.item() for t in ls}
+        assert w.effective_weights() == pytest.approx(grads, rel=1e-5), step
+
+
+def test_famo_with_normalize_compares_losses_on_one_scale():
+    """FAMO's update compares the loss before and after the step; with normalize both must be
+    divided by the same magnitude, or a task's update is biased by -log(magnitude)."""
+    w = make_weighting({"alphabet": 1.0, "character": 1.0}, "famo", normalize=True)
+    w(losses(2.0, 8.0))
+    w.after_step(losses(2.0, 8.0))  # nothing changed: no task improved more than the other
+    assert w.famo_logits.tolist() == pytest.approx([0.0, 0.0], abs=1e-7)

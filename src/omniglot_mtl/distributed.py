@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .environment import usable_cpus
 from .errors import InputError
 
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -145,12 +146,7 @@ def threads_per_process(setting: int | str, processes: int | None = None) -> int
     if setting != "auto":
         return int(setting)
     processes = processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, _cpus() // processes)
-
-
-def _cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, usable_cpus() // processes)
 
 
 def relaunch(processes: int) -> int:

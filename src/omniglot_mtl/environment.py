@@ -20,6 +20,12 @@ CPU_CAPS = ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY")
 PACKAGES = ("torchvision", "numpy", "pillow", "dvc", "dvclive", "torchmetrics")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one (SLURM, cgroups
+    and taskset narrow it), not the host's core count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_model() -> str:
     """The processor's marketing name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
     try:

@@ -5,7 +5,6 @@ The arrays hold exactly what the notebook's loader fed its network, times 255: P
 (on the GPU, one tensor already on the device) and never touches a PNG.
 """
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import functional as TF
 
+from .environment import usable_cpus
 from .errors import InputError
 
 
@@ -42,9 +42,10 @@ def _decode_chunk(args: tuple[list[str], int]) -> np.ndarray:
 
 
 def decode_all(paths: list[Path], size: int, workers: int | None = None) -> np.ndarray:
-    """Decode ``paths`` into one (N, size, size) uint8 array, in order, on all cores."""
+    """Decode ``paths`` into one (N, size, size) uint8 array, in order, on the CPUs this process
+    may use."""
     # PNG decoding holds the GIL, so cores need processes; small sets are not worth starting them.
-    workers = min(workers or os.cpu_count() or 1, max(1, len(paths) // 512))
+    workers = min(workers or usable_cpus(), max(1, len(paths) // 512))
     names = [str(p) for p in paths]
     if workers == 1:
         return _decode_chunk((names, size))

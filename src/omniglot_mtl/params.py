@@ -4,8 +4,11 @@ A wrong value fails here with one line that names its key, e.g.
 ``params.yaml: train.lr: must be > 0, got -1``.
 """
 
+import ast
 import contextlib
 import dataclasses
+import difflib
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,17 +20,39 @@ from .errors import InputError
 
 SOURCES = ("synthetic", "omniglot", "folder")
 OMNIGLOT_SETS = ("background", "evaluation")
-BACKBONES = ("seed", "convnet")
-LOSS_METHODS = ("static", "uncertainty", "dwa", "famo")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
+
+
+@functools.cache
+def registered(module: str) -> dict[str, dict]:
+    """What ``omniglot_mtl/<module>.py`` registers with ``@register("name", key=value, ...)``:
+    ``{name: {key: value}}``, read from its source, so that the params check learns the valid
+    backbones and loss weighting methods from where they are defined without importing torch."""
+    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"))
+    found = {}
+    for node in ast.walk(tree):
+        for deco in getattr(node, "decorator_list", []):
+            if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register":
+                name = ast.literal_eval(deco.args[0])
+                found[name] = {k.arg: ast.literal_eval(k.value) for k in deco.keywords}
+    return found
 
 
 class ParamError(InputError):
     def __init__(self, key: str, message: str):
         super().__init__(f"params.yaml: {key}: {message}")
         self.key = key
+
+
+def one_of(key: str, value, choices) -> None:
+    """Refuse ``value`` unless it is one of ``choices``, suggesting the closest one."""
+    if value in choices:
+        return
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ParamError(key, f"must be one of {list(choices)}, got {value!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -94,8 +119,8 @@ class Data:
                 f"{list(self.sets)} does not apply to source synthetic, which makes one set; "
                 "leave it at [background]",
             )
-        # The seed network's Linear takes 16*(S/2)^2 features, so S must be even; the convnet
-        # halves the map four times and needs S >= 16 (checked with model.backbone).
+        # The seed network's Linear takes 16*(S/2)^2 features, so S must be even; a backbone may
+        # need more (its min_image_size, checked with model.backbone).
         if self.image_size < 8 or self.image_size % 2:
             raise ParamError(f"{key}.image_size", f"must be an even number >= 8, got {self.image_size}")
         self.split.validate(f"{key}.split")
@@ -149,18 +174,15 @@ class Train:
             raise ParamError(f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ParamError(f"{key}.lr", f"must be > 0, got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise ParamError(f"{key}.precision", f"must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ParamError(f"{key}.optimizer", f"must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        one_of(f"{key}.precision", self.precision, PRECISIONS)
+        one_of(f"{key}.optimizer", self.optimizer, OPTIMIZERS)
         if self.weight_decay < 0:
             raise ParamError(f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay:g}")
         if self.weight_decay and self.optimizer != "adamw":
             # Adam's own weight_decay is an L2 term scaled by the adaptive step: not what
             # "weight decay" means in a modern recipe, so it is not offered.
             raise ParamError(f"{key}.weight_decay", "needs optimizer: adamw (decoupled weight decay)")
-        if self.schedule not in SCHEDULES:
-            raise ParamError(f"{key}.schedule", f"must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        one_of(f"{key}.schedule", self.schedule, SCHEDULES)
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ParamError(
                 f"{key}.warmup_epochs",
@@ -187,10 +209,6 @@ class Train:
 class Model:
     backbone: str = "seed"
 
-    def validate(self, key: str) -> None:
-        if self.backbone not in BACKBONES:
-            raise ParamError(f"{key}.backbone", f"must be one of {list(BACKBONES)}, got {self.backbone!r}")
-
 
 @dataclass(frozen=True)
 class Loss:
@@ -205,8 +223,6 @@ class Loss:
                 raise ParamError(f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.alpha_weight == 0 and self.char_weight == 0:
             raise ParamError(key, "alpha_weight and char_weight are both 0: nothing would be trained")
-        if self.method not in LOSS_METHODS:
-            raise ParamError(f"{key}.method", f"must be one of {list(LOSS_METHODS)}, got {self.method!r}")
 
     @property
     def weights(self) -> dict[str, float]:
@@ -222,19 +238,37 @@ class Params:
     model: Model = field(default_factory=Model)
     loss: Loss = field(default_factory=Loss)
 
-    def validate(self) -> None:
+    def validate(self, registries: bool = True) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if hasattr(value, "validate"):
                 value.validate(f.name)
-        if self.model.backbone == "convnet" and self.data.image_size < 16:
+        if registries:
+            self.validate_names()
+
+    def validate_names(self) -> None:
+        """The names defined by registries (backbones.py, weighting.py), and what they imply."""
+        one_of("model.backbone", self.model.backbone, registered("backbones"))
+        one_of("loss.method", self.loss.method, registered("weighting"))
+        backbone, size = self.model.backbone, self.data.image_size
+        smallest = registered("backbones")[backbone].get("min_image_size", 8)
+        if size < smallest:
             raise ParamError(
-                "data.image_size", f"must be >= 16 for model.backbone: convnet, got {self.data.image_size}"
+                "data.image_size", f"must be >= {smallest} for model.backbone: {backbone}, got {size}"
             )
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read, type-check and validate ``path``. Missing keys take the defaults above."""
+# The modules whose @register names validate_names reads: dependencies of every stage that asks.
+REGISTRIES = ("backbones", "weighting")
+
+
+def load_params(path: str | Path = "params.yaml", registries: bool = True) -> Params:
+    """Read, type-check and validate ``path``. Missing keys take the defaults above.
+
+    ``registries=False`` leaves out the names that backbones.py and weighting.py define: the
+    data stages pass it, so that editing a model file does not make them (and so every stage)
+    rerun; the params check before them checked the names already.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -243,7 +277,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {err}".splitlines()[0]) from None
     params = from_dict(Params, raw, "")
-    params.validate()
+    params.validate(registries)
     return params
 
 
@@ -255,7 +289,9 @@ def from_dict(cls, raw, key: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ParamError(_join(key, unknown[0]), f"unknown key (known: {', '.join(sorted(names))})")
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ParamError(_join(key, unknown[0]), f"unknown key{hint} (known: {', '.join(sorted(names))})")
     values = {name: _convert(hints[name], raw[name], _join(key, name)) for name in names if name in raw}
     return cls(**values)
 

@@ -63,6 +63,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def selection_score(val_acc: dict[str, float], weighting: LossWeighting) -> float:
+    """Validation accuracy averaged over tasks with the static loss weights: the tasks count as
+    much as the user asked them to be trained, and a task weighted 0 (an untrained head) does
+    not choose the best epoch."""
+    weights = dict(zip(weighting.tasks, weighting.weight.tolist(), strict=True))
+    return sum(weights[t] * acc for t, acc in val_acc.items()) / sum(weights[t] for t in val_acc)
+
+
 def fit(
     model: nn.Module,
     weighting: LossWeighting,
@@ -75,7 +83,7 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``cfg.epochs``; keep the weights of the best epoch.
 
-    "Best" is the highest mean validation accuracy over the model's tasks (earliest on ties).
+    "Best" is the highest :func:`selection_score` (earliest on ties).
     ``on_epoch(epoch, record)`` receives each epoch's training loss and validation accuracy per
     task and the loss weights in use.
 
@@ -151,13 +159,10 @@ def fit(
         record |= {f"val/accuracy/{t}": v for t, v in val_acc.items()}
         if len(model.tasks) > 1:  # a single task's weight is always 1: no curve for it
             record |= {f"weight/{t}": v for t, v in weighting.effective_weights().items()}
-        if hasattr(weighting, "log_var"):
-            record |= {
-                f"log_var/{t}": v for t, v in zip(weighting.tasks, weighting.log_var.tolist(), strict=True)
-            }
+        record |= weighting.records()
         on_epoch(epoch, record)
         bar.set_postfix({f"val_{t}": f"{v:.3f}" for t, v in val_acc.items()})
-        if not best_val or sum(val_acc.values()) > sum(best_val.values()):
+        if not best_val or selection_score(val_acc, weighting) > selection_score(best_val, weighting):
             best_epoch, best_val = epoch, val_acc
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bar.close()

@@ -7,7 +7,7 @@
   ``data/downloads/`` (md5-checked);
 - ``folder``: ``data.folder``, either one set (its alphabets right inside it) or a folder of
   sets, ``images_background`` and/or ``images_evaluation``, as folders or as the official zips
-  (see :func:`omniglot_mtl.layout.folder_sets`).
+  (see :func:`omniglot_mtl.folder_source.folder_sets`).
 """
 
 import shutil
@@ -16,8 +16,9 @@ from pathlib import Path, PurePosixPath
 
 from . import layout, synthetic
 from .atomic import atomic_dir
-from .downloads import check_zip
+from .download import check_zip
 from .errors import InputError
+from .folder_source import folder_sets
 from .params import Data
 
 DOWNLOADS = Path("data/downloads")  # the download stage's output
@@ -42,7 +43,7 @@ def fetch(data: Data, out: Path, downloads: Path = DOWNLOADS) -> layout.Scan:
                 check_zip(archive)
                 extract_zip(archive, tmp)
         else:
-            for name, path in layout.folder_sets(data):
+            for name, path in folder_sets(data):
                 if path.suffix == ".zip":
                     check_zip(path)
                     extract_zip(path, tmp)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, make_set
 
-from omniglot_mtl import downloads
-from omniglot_mtl.downloads import download, download_zip
+from omniglot_mtl import download as download_stage
+from omniglot_mtl.download import download, download_zip
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.layout import folder_sets
+from omniglot_mtl.fetch import extract_zip, fetch
+from omniglot_mtl.folder_source import folder_sets
 from omniglot_mtl.params import Data, ParamError, Synthetic
-from omniglot_mtl.sources import extract_zip, fetch
 
 
 def md5(path: Path) -> str:
@@ -131,7 +131,7 @@ def test_download_stage_fetches_checked_zips_and_fetch_extracts_them(tmp_path, s
     www, url = server
     make_set(tmp_path / "images_background", {"A": 2}, drawers=3)
     archive = zip_folder(tmp_path / "images_background", www / "images_background.zip")
-    monkeypatch.setitem(downloads.OMNIGLOT_MD5, "images_background", md5(archive))
+    monkeypatch.setitem(download_stage.OMNIGLOT_MD5, "images_background", md5(archive))
     data = Data(source="omniglot", mirror=url)
     got = download(data, tmp_path / "downloads")
     assert got == [tmp_path / "downloads" / "images_background.zip"] and md5(got[0]) == md5(archive)
@@ -169,10 +169,10 @@ def test_folder_of_official_zips_put_by_hand(tmp_path, monkeypatch):
     zips = tmp_path / "zips"
     zips.mkdir()
     archive = zip_folder(tmp_path / "images_background", zips / "images_background.zip")
-    monkeypatch.setitem(downloads.OMNIGLOT_MD5, "images_background", md5(archive))
+    monkeypatch.setitem(download_stage.OMNIGLOT_MD5, "images_background", md5(archive))
     scan = fetch(folder(zips), tmp_path / "raw")
     assert len(scan.drawings) == 12 and {d.set for d in scan.drawings} == {"images_background"}
-    monkeypatch.setitem(downloads.OMNIGLOT_MD5, "images_background", "0" * 32)
+    monkeypatch.setitem(download_stage.OMNIGLOT_MD5, "images_background", "0" * 32)
     with pytest.raises(InputError, match=r"images_background.zip: md5 is not 0+; the file is damaged"):
         fetch(folder(zips), tmp_path / "raw2")
 

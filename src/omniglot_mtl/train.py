@@ -17,7 +17,7 @@ from .models import ModelConfig, build_model
 from .packed import load_split
 from .params import Params, as_dict
 from .training import FitResult, fit
-from .weighting import LossWeighting
+from .weighting import LossWeighting, make_weighting
 
 # The params sections each training stage declares in dvc.yaml, and so all that its checkpoint
 # records: a section it does not declare could differ in a checkpoint restored from DVC's run
@@ -61,7 +61,7 @@ def _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device,
     model = build_model(config).to(device)
     if kind == "multi_output":
         loss = params.loss
-        weighting = LossWeighting(loss.weights, loss.method, loss.normalize)
+        weighting = make_weighting(loss.weights, loss.method, loss.normalize)
     else:  # one task: nothing to weigh
         weighting = LossWeighting({"character": 1.0})
     weighting.to(device)

@@ -1,0 +1,68 @@
+"""docs/extending.md's promise: a backbone or a loss weighting method is one class, registered
+with one decorator, and the one training loop trains with it."""
+
+import pytest
+import torch
+from torch import nn
+
+from omniglot_mtl import backbones, weighting
+from omniglot_mtl.index import read_maps
+from omniglot_mtl.models import ModelConfig, build_model
+from omniglot_mtl.packed import load_split
+from omniglot_mtl.params import Train
+from omniglot_mtl.training import fit
+
+
+@pytest.fixture
+def registries():
+    """Registries as they were after the test: the toys are registered by this module only."""
+    saved = dict(backbones.BACKBONES), dict(weighting.METHODS)
+    yield
+    for registry, before in zip((backbones.BACKBONES, weighting.METHODS), saved, strict=True):
+        registry.clear()
+        registry.update(before)
+
+
+def test_a_toy_backbone_and_weighting_method_from_outside_the_package_train_through_fit(data, registries):
+    @backbones.register("tiny_mlp", min_image_size=8)
+    class TinyMLP(nn.Module):
+        def __init__(self, image_size: int):
+            super().__init__()
+            self.features = 16
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, 16), nn.ReLU())
+
+        def forward(self, image):
+            return self.net(image)
+
+    @weighting.register("max")
+    class MaxLoss(weighting.LossWeighting):
+        """Train on the worst task only (a min-max weighting)."""
+
+        def combine(self, loss):
+            self.worst = torch.argmax(self.weight * loss.detach())
+            return (self.weight * loss)[self.worst]
+
+        def factors(self):
+            return torch.nn.functional.one_hot(self.worst, len(self.tasks)).float() * self.weight
+
+    alphabets, characters = read_maps(data / "index")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("multi_output", len(alphabets), len(characters), 24, "tiny_mlp"))
+    assert isinstance(model.image_layer, TinyMLP)
+    method = weighting.make_weighting({"alphabet": 1.0, "character": 1.0}, "max")
+    records = []
+    train, val = load_split(data / "packed", "train"), load_split(data / "packed", "val")
+    result = fit(
+        model, method, train, val, Train(epochs=2, batch_size=8, lr=0.01), 0, lambda e, r: records.append(r)
+    )
+    assert result.best_epoch in (1, 2) and len(records) == 2
+    # The curves show the method's own factors: one task at a time gets the whole weight.
+    assert sorted(records[-1][f"weight/{t}"] for t in ("alphabet", "character")) == [0.0, 1.0]
+    assert records[1]["train/loss/character"] < records[0]["train/loss/character"]
+
+
+def test_a_name_registered_twice_is_refused(registries):
+    with pytest.raises(ValueError, match="backbone 'seed' is registered twice"):
+        backbones.register("seed")(lambda size: None)
+    with pytest.raises(ValueError, match="method 'dwa' is registered twice"):
+        weighting.register("dwa")(weighting.LossWeighting)
