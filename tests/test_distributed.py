@@ -1,6 +1,5 @@
 """Training under PyTorch's launcher (DistributedDataParallel, gloo on the CPU), on tiny data."""
 
-import json
 import os
 import socket
 import subprocess
@@ -15,8 +14,7 @@ from torch import nn
 
 from omniglot_mtl.distributed import World, threads_per_process
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.params import ParamError, Params, from_dict, load_params
-from omniglot_mtl.train import train_model
+from omniglot_mtl.params import ParamError, Params, from_dict
 from omniglot_mtl.training import fit
 from omniglot_mtl.weighting import LossWeighting
 
@@ -68,39 +66,6 @@ def stage_dir(data: Path, root: Path, **train) -> Path:
     params = {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003, **train}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
-
-
-def test_train_processes_2_starts_the_launcher_and_writes_once(data, tmp_path, monkeypatch):
-    one = stage_dir(data, tmp_path / "one")
-    two = stage_dir(data, tmp_path / "two", processes=2)
-    monkeypatch.chdir(one)  # one process, in this one: the reference
-    train_model(load_params(), "multi_output", *STAGE_PATHS)
-    done = run_stage("train.py", two, "multi_output")
-    assert done.returncode == 0, done.stderr[-3000:]
-    (summary,) = done.stdout.splitlines()  # rank 0 speaks for both
-    assert summary.startswith("multi_output: best epoch")
-    assert " training images/s over 2 processes, peak memory " in summary
-    assert summary.endswith(" MB per process")
-    assert sorted(p.name for p in (two / "models").iterdir()) == ["multi_output.pt"]
-    assert sorted(p.name for p in (two / "metrics" / "train_multi_output").iterdir()) == [
-        "metrics.json",
-        "plots",
-    ]
-    ckpt = {
-        r: torch.load(d / "models" / "multi_output.pt", weights_only=True) for r, d in ((1, one), (2, two))
-    }
-    assert ckpt[2]["environment"]["processes"] == 2
-    assert ckpt[2]["params"]["train"]["processes"] == 2
-    # The same global batch of 8, split 4 + 4, with gradients averaged: the same training as one
-    # process up to the order of floating-point sums. No batch norm or augmentation here.
-    for key, value in ckpt[1]["state_dict"].items():
-        torch.testing.assert_close(ckpt[2]["state_dict"][key], value, rtol=1e-3, atol=1e-4)
-    metrics = {
-        r: json.loads((d / "metrics/train_multi_output/metrics.json").read_text())
-        for r, d in ((1, one), (2, two))
-    }
-    for task, acc in metrics[1]["best_val_accuracy"].items():
-        assert abs(metrics[2]["best_val_accuracy"][task] - acc) <= 1 / 12  # one of 12 val images
 
 
 def test_two_nodes_as_readme_starts_them_rank_0_writes(data, tmp_path):
