@@ -1,64 +1,99 @@
-"""Whole-pipeline wall time: `dvc repro` from nothing, then a no-op `dvc repro`.
+"""The whole pipeline's wall time on a fresh clone: the default params, a recipe, or against the
+notebook's training loops in the same run.
 
-    python benchmarks/pipeline_time.py [DATA_SOURCE] [--set KEY=VALUE ...] [--per-stage] [--keep]
+    python benchmarks/pipeline_time.py [DATA_SOURCE] [--set KEY=VALUE ...] [--recipe FILE]
+                                       [--per-stage] [--vs-notebook] [--keep]
 
-Clones this repository's committed HEAD into a temporary folder (so nothing is cached), sets
-a data source (default: synthetic; a folder, e.g. ../shared/omniglot/images_background, is set as
-`data.source: folder` with `data.folder` made absolute) and any params given with --set (e.g.
-``--set train.processes=2``; values are YAML), and times both commands. With --per-stage, the
-first `dvc repro` is one `dvc repro -s STAGE` per stage of dvc.yaml, in its order, each timed,
-to show where the time goes (DVC's start-up and hashing included in each stage's figure).
-Prints each stage's own summary line (the training stages report their images/s and peak
-memory) and a JSON line.
+Clones this repository's committed HEAD into a temporary folder (so nothing is cached), sets a
+data source (default: synthetic; a folder, e.g. ../shared/omniglot/images_background, becomes
+``data.source: folder`` with ``data.folder`` made absolute) and any ``--set`` params (YAML
+values), commits that, and times from nothing:
+
+- by default ``dvc repro``; with ``--per-stage`` one ``dvc repro -s STAGE`` per stage of
+  dvc.yaml, in order, each timed (DVC's start-up and hashing included in each figure);
+- with ``--recipe FILE``, ``omniglot-mtl-recipe FILE -n recipe`` (recipes/convnet.yaml: the
+  convnet recipe, as a user runs it);
+
+then a no-op ``dvc repro``. ``--vs-notebook`` first times the notebook's own two training loops
+(``train_speed.py --leg notebook-loops``) for the same epochs on the same training split, and
+prints the ratio. Prints the stages' summary lines (training images/s, peak memory), the test
+accuracies, the machine, and a JSON line.
 """
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
 
 import yaml
-from fresh_clone import clone_with_source  # benchmarks/fresh_clone.py (the script's own folder)
+from common import ROOT, clone_with_source, machine, run, test_accuracies  # benchmarks/common.py
+
+STAGE_LINE = re.compile(r"(fetch|index|multi_input|multi_output|evaluate \w+):")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", nargs="?", default="synthetic")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param, e.g. seed=1")
+    ap.add_argument("--recipe", help="run this recipe as the experiment, e.g. recipes/convnet.yaml")
     ap.add_argument("--per-stage", action="store_true", help="time each stage on its own")
+    ap.add_argument("--vs-notebook", action="store_true", help="time the notebook's loops first")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
+    if args.recipe and args.per_stage:
+        sys.exit("--recipe and --per-stage: choose one")
     repo, env, source = clone_with_source(args.source, "pipeline_time_", args.set)
+    run(repo, env, "git", "commit", "-qam", f"baseline: {source} {' '.join(args.set)}")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    result = {"source": source, "set": args.set, "recipe": args.recipe, "machine": machine()}
 
-    def repro(*stage: str) -> tuple[float, str]:
+    if args.vs_notebook:
+        if args.recipe or source in ("synthetic", "omniglot"):
+            sys.exit("--vs-notebook: needs a folder source and the default networks (no --recipe)")
+        epochs = params["train"]["epochs"]
+        command = [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), source]
         start = time.perf_counter()
-        cmd = [sys.executable, "-m", "dvc", "repro", *(("-s", *stage) if stage else ())]
-        out = subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, text=True)
-        return time.perf_counter() - start, out.stdout
+        subprocess.run([*command, "--epochs", str(epochs), "--leg", "notebook-loops"], check=True)
+        result["notebook_s"] = round(time.perf_counter() - start, 1)
+        print(f"the notebook's loops, both models, {epochs} epochs: {result['notebook_s']:.0f} s", flush=True)
+
+    def timed(*command: str) -> tuple[float, str]:
+        start = time.perf_counter()
+        out = run(repo, env, *command)
+        return time.perf_counter() - start, out
 
     if args.per_stage:
-        full_s, log, stage_s = 0.0, "", {}
+        seconds, log = 0.0, ""
         for stage in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]:  # in order
-            seconds, out = repro(stage)
-            full_s, log, stage_s[stage] = full_s + seconds, log + out, round(seconds, 1)
-        print(" ".join(f"{name} {seconds} s," for name, seconds in stage_s.items()).rstrip(","))
+            stage_s, out = timed("dvc", "repro", "-s", stage)
+            seconds, log = seconds + stage_s, log + out
+            result.setdefault("stages_s", {})[stage] = round(stage_s, 1)
+        print(", ".join(f"{name} {s} s" for name, s in result["stages_s"].items()))
+    elif args.recipe:
+        seconds, log = timed("omniglot-mtl-recipe", args.recipe, "-n", "recipe")
     else:
-        full_s, log = repro()
-    noop_s, noop_log = repro()
-    stage_lines = [line for line in log.splitlines() if line.split(" ")[0].rstrip(":") in STAGE_WORDS]
-    print("\n".join(stage_lines))
-    print(f"dvc repro from nothing: {full_s:.1f} s; no-op dvc repro: {noop_s:.2f} s")
-    print(noop_log.strip().splitlines()[-1])
-    times = {"repro_s": round(full_s, 1), "noop_s": round(noop_s, 2)}
-    print(json.dumps({"source": source, "set": args.set} | times))
+        seconds, log = timed("dvc", "repro")
+    noop_s, _ = timed("dvc", "repro")
+    result |= {"pipeline_s": round(seconds, 1), "noop_s": round(noop_s, 2)}
+    result["peak_mb"] = max(map(int, re.findall(r"peak memory (\d+) MB", log)), default=None)
+    result["test_accuracy"] = test_accuracies(repo)
+
+    print("\n".join(line for line in log.splitlines() if STAGE_LINE.match(line)))
+    what = f"omniglot-mtl-recipe {args.recipe}" if args.recipe else "dvc repro"
+    print(f"{what} from nothing: {seconds:.1f} s ({seconds / 60:.1f} min); no-op dvc repro: {noop_s:.2f} s")
+    if "notebook_s" in result:
+        result["ratio"] = round(seconds / result["notebook_s"], 3)
+        print(f"pipeline / notebook loops: {result['ratio']:.2f}")
+    print("test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in result["test_accuracy"].items()))
+    print(result["machine"])
+    print(json.dumps(result))
     if args.keep:
         print(f"kept {repo}")
     else:
         subprocess.run(["rm", "-rf", str(repo.parent)], check=True)
 
-
-STAGE_WORDS = {"fetch", "index", "multi_input", "multi_output", "evaluate"}
 
 if __name__ == "__main__":
     main()

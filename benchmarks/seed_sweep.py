@@ -14,37 +14,11 @@ accuracies and, per precision, the mean, sample standard deviation and range of 
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 
-import yaml
-from fresh_clone import clone_with_source  # benchmarks/fresh_clone.py (the script's own folder)
-
-METRICS = {
-    "multi_input.character": ("multi_input", "character"),
-    "multi_output.alphabet": ("multi_output", "alphabet"),
-    "multi_output.character": ("multi_output", "character"),
-}
-
-
-def run(repo, env, *args: str) -> str:
-    out = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out.stdout
-
-
-def set_params(repo, assignments: list[str]) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for assignment in assignments:
-        key, value = assignment.split("=", 1)
-        *parents, last = key.split(".")
-        node = params
-        for name in parents:
-            node = node[name]
-        node[last] = yaml.safe_load(value)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+from common import TASKS as METRICS  # benchmarks/common.py
+from common import clone_with_source, machine, run
 
 
 def rows(repo, env) -> list[dict]:
@@ -73,8 +47,8 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     ap.add_argument("-S", dest="set", action="append", default=[], help="a param for every run, KEY=VALUE")
     args = ap.parse_args()
-    repo, env, source = clone_with_source(args.source, "seed_sweep_")
-    set_params(repo, [f"seed={args.seeds[0]}", f"train.precision={args.precisions[0]}", *args.set])
+    first = [f"seed={args.seeds[0]}", f"train.precision={args.precisions[0]}", *args.set]
+    repo, env, source = clone_with_source(args.source, "seed_sweep_", first)
     run(repo, env, "git", "commit", "-qam", f"seed sweep baseline on {source}")
     start = time.perf_counter()
     run(repo, env, "dvc", "repro")
@@ -107,6 +81,7 @@ def main() -> None:
     wall = time.perf_counter() - start
     found = sorted(rows(repo, env), key=lambda r: (args.precisions.index(r["precision"]), r["seed"]))
     print(f"source {source}; extra params {args.set or 'none'}; {len(found)} runs in {wall / 60:.1f} min")
+    print(machine())
     print("| precision | seed | " + " | ".join(METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
     for r in found:
@@ -122,7 +97,11 @@ def main() -> None:
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.2f} ± {sd:.2f} ({min(values):.2f}-{max(values):.2f})")
         print(f"| {precision} | {len(group)} | " + " | ".join(cells) + " |")
-    print(json.dumps({"source": source, "params": args.set, "runs": found, "wall_s": round(wall)}))
+    print(
+        json.dumps(
+            {"source": source, "params": args.set, "runs": found, "wall_s": round(wall), "machine": machine()}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python benchmarks/train_speed.py DATA_DIR [--epochs 2] [--precisions fp32 bf16] [--json FILE]
 
+(`make bench DATA=...` runs it.)
+
 DATA_DIR is one set in Omniglot layout, e.g. ../shared/omniglot/images_background. Both loops
 train the multi-input network at batch 32 with Adam (lr 0.001) on the same training split
 (drawers 1-14) and are then scored on the same test split (drawers 18-20), so the accuracies
@@ -20,13 +22,13 @@ resident memory, held-out accuracy, and speed-up over the notebook loop.
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import common  # benchmarks/common.py
 import torch
 import torch.nn as nn
 import torch.optim as optim
@@ -35,7 +37,7 @@ from torchvision import transforms
 
 from omniglot_mtl.index import build_index
 from omniglot_mtl.layout import scan_alphabets
-from omniglot_mtl.notebook import MultiInputNet, OmniglotDataset, custom_collate_fn
+from omniglot_mtl.notebook import MultiInputNet, MultiOutputNet, OmniglotDataset, custom_collate_fn
 from omniglot_mtl.params import Split, Train
 
 BATCH, LR = 32, 0.001
@@ -95,17 +97,38 @@ def notebook_leg(args: argparse.Namespace) -> dict:
     }
 
 
+def notebook_loops(args: argparse.Namespace) -> dict:
+    """The notebook's two training loops as written, one after the other, for ``--epochs`` each:
+    the multi-input model, then the multi-output one (``loss_alpha + loss_char``). What
+    ``pipeline_time.py --vs-notebook`` times against the whole pipeline; nothing is scored."""
+    torch.manual_seed(0)
+    index, n_alpha, n_char = manifests(args.data_dir)
+    frame = index["train"]
+    loader = notebook_loader(args.data_dir, frame, n_alpha, shuffle=True, batch_size=BATCH)
+    criterion = nn.CrossEntropyLoss()
+    net = MultiInputNet(n_alpha, n_char)
+    optimizer = optim.Adam(net.parameters(), lr=LR)
+    for _ in range(args.epochs):
+        for img, alpha, labels in loader:
+            optimizer.zero_grad()
+            loss = criterion(net(img, alpha), labels)
+            loss.backward()
+            optimizer.step()
+    alphabet_of = dict(zip(frame["character_idx"], frame["alphabet_idx"], strict=True))
+    net = MultiOutputNet(n_alpha, n_char)
+    optimizer = optim.Adam(net.parameters(), lr=LR)
+    for _ in range(args.epochs):
+        for img, _, labels in loader:
+            alphabets = torch.tensor([alphabet_of[int(c)] for c in labels])
+            optimizer.zero_grad()
+            out_alpha, out_char = net(img)
+            loss = criterion(out_alpha, alphabets) + criterion(out_char, labels)
+            loss.backward()
+            optimizer.step()
+    return {"train_images": 2 * len(frame) * args.epochs}
+
+
 # --- ours ----------------------------------------------------------------------------------------
-
-
-def decoded_split(data_dir: Path, frame, size: int):
-    """The rows of one manifest (``frame``) as a PackedSplit: every PNG decoded once, at
-    ``size``, as the index stage packs them, with both label columns."""
-    from omniglot_mtl.packed import PackedSplit, decode_all
-
-    images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], size)).unsqueeze(1)
-    labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
-    return PackedSplit(images, labels)
 
 
 def ours_leg(args: argparse.Namespace) -> dict:
@@ -123,7 +146,7 @@ def ours_leg(args: argparse.Namespace) -> dict:
     )
     index, n_alpha, n_char = manifests(data_dir)
     start = time.perf_counter()
-    splits = {name: decoded_split(data_dir, index[name], 64).to(device) for name in ("train", "test")}
+    splits = {name: common.decoded_split(data_dir, index[name], 64).to(device) for name in ("train", "test")}
     decode_s = time.perf_counter() - start
     torch.manual_seed(args.seed)
     model = build_model(ModelConfig("multi_input", n_alpha, n_char)).to(device)
@@ -162,16 +185,18 @@ def main() -> None:
     )
     ap.add_argument("--lr", type=float, default=LR, help="our loop's learning rate (scale it with the batch)")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--leg", choices=["notebook", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--leg", choices=["notebook", "ours", "notebook-loops"], help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.leg:  # child process: one leg, one JSON line
-        result = (notebook_leg if args.leg == "notebook" else ours_leg)(args)
+        result = {"notebook": notebook_leg, "ours": ours_leg, "notebook-loops": notebook_loops}[args.leg](
+            args
+        )
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
-    machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    machine = f"{common.machine()}, {torch.get_num_threads()} threads"
     if args.device.startswith("cuda"):
         machine += f", {torch.cuda.get_device_name(torch.device(args.device))}"
     rows = [("notebook loop", "fp32", run_leg(args, "notebook", "fp32"))]

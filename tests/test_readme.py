@@ -47,7 +47,7 @@ RUN_BY = {
     ),
     # The recipe on a real set: minutes each (a one-epoch run of it is tested).
     "omniglot-mtl-recipe recipes/convnet.yaml -n convnet": (
-        "by hand: benchmarks/recipe_time.py runs this line on a fresh clone of a real set (9 minutes)",
+        "by hand: benchmarks/pipeline_time.py --recipe runs it on a fresh clone of a real set (9 minutes)",
         None,
     ),
     "omniglot-mtl-recipe recipes/convnet.yaml -n convnet-fp32 -S train.precision=fp32": (REAL_DATA, None),
@@ -65,18 +65,28 @@ RUN_BY = {
     ),
     # The benchmarks, on a real set.
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background": (REAL_DATA, None),
-    "python benchmarks/recipe_time.py ../shared/omniglot/images_background": (REAL_DATA, None),
-    "python benchmarks/portable_cpu.py ../shared/omniglot/images_background": (REAL_DATA, None),
+    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/cpu_study.py isa ../shared/omniglot/images_background": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background": (REAL_DATA, None),
-    "python benchmarks/shared_cpu.py ../shared/omniglot/images_background --repeat 3": (REAL_DATA, None),
-    "python benchmarks/error_analysis.py": (REAL_DATA, None),
-    "python benchmarks/multi_output_trials.py ../shared/omniglot/images_background": (REAL_DATA, None),
+    "python benchmarks/cpu_study.py sharing ../shared/omniglot/images_background --repeat 3": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/accuracy_study.py errors": (REAL_DATA, None),
+    "python benchmarks/accuracy_study.py trials ../shared/omniglot/images_background": (REAL_DATA, None),
+    "make bench DATA=path/to/images_background": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --set train.processes=2": (
         REAL_DATA,
         None,
     ),
-    "python benchmarks/pipeline_vs_notebook.py ../shared/omniglot/images_background": (REAL_DATA, None),
+    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --vs-notebook": (
+        REAL_DATA,
+        None,
+    ),
     "python benchmarks/train_speed.py ../shared/omniglot/images_background --epochs 10 --seed S": (
         REAL_DATA,
         None,

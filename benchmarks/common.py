@@ -1,14 +1,33 @@
-"""What the whole-pipeline benchmarks share: a fresh clone of HEAD with its own data source."""
+"""What the benchmarks share: a fresh clone of HEAD with its own data source, commands run in
+it, its test accuracies, and a line that names the machine a figure comes from."""
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import yaml
 
+from omniglot_mtl.environment import cpu_model, usable_cpus
+
 ROOT = Path(__file__).resolve().parents[1]
+TASKS = {  # the test accuracies docs/ quotes, as metrics/evaluate.json holds them
+    "multi_input.character": ("multi_input", "character"),
+    "multi_output.alphabet": ("multi_output", "alphabet"),
+    "multi_output.character": ("multi_output", "character"),
+}
+
+
+def machine() -> str:
+    """The CPU, how many of its CPUs this process may use, whether it computes bf16 natively
+    (bf16 autocast is emulated, and about 12x slower, where it does not), and torch."""
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    capability = torch.backends.cpu.get_cpu_capability()
+    bf16 = "native bf16" if native else "bf16 emulated"
+    return f"{cpu_model()}, {usable_cpus()} CPUs, {capability}, {bf16}, torch {torch.__version__}"
 
 
 def clone_with_source(source: str, prefix: str, overrides: list[str] = ()) -> tuple[Path, dict, str]:
@@ -51,3 +70,26 @@ def set_params(params: dict, overrides: list[str]) -> dict:
             sys.exit(f"--set {override}: params.yaml has no {key}")
         section[name] = yaml.safe_load(value)
     return params
+
+
+def run(repo: Path, env: dict, *command: str) -> str:
+    """``command``'s stdout; a failure ends the script with the end of its output."""
+    out = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def test_accuracies(repo: Path) -> dict[str, float]:
+    metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    return {name: metrics[model][task]["accuracy"] for name, (model, task) in TASKS.items()}
+
+
+def decoded_split(data_dir: Path, frame, size: int):
+    """The rows of one manifest (``frame``) as a PackedSplit: every PNG decoded once, at
+    ``size``, as the index stage packs them, with both label columns."""
+    from omniglot_mtl.packed import PackedSplit, decode_all
+
+    images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], size)).unsqueeze(1)
+    labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
+    return PackedSplit(images, labels)
