@@ -11,11 +11,21 @@ import resource
 import sys
 from pathlib import Path
 
+import yaml
+
 from omniglot_mtl import distributed
 from omniglot_mtl.errors import run_stage
 from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
 from omniglot_mtl.train import train_model
+
+
+def declared_params(stage: str) -> tuple[str, ...]:
+    """The params sections ``stage`` declares in dvc.yaml, and so all that its checkpoint may
+    record: a section it does not declare could differ in a checkpoint restored from DVC's run
+    cache. (dvc.yaml is the stage's own definition: a change to its params reruns it.)"""
+    dvc_yaml = Path(__file__).resolve().parents[1] / "dvc.yaml"  # this script's project
+    return tuple(yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"][stage]["params"])
 
 
 def main() -> None:
@@ -32,6 +42,7 @@ def main() -> None:
         index_dir=Path("data/index"),
         model_path=Path(f"models/{kind}.pt"),
         metrics_dir=Path(f"metrics/train_{kind}"),
+        recorded=declared_params(f"train_{kind}"),
     )
     if result.rank != 0:  # rank 0 speaks for all
         return

@@ -23,8 +23,9 @@ def params(**overrides) -> Params:
     return from_dict(Params, raw, "")
 
 
-def train(data: Path, out: Path, kind: str, p: Params):
-    return train_model(p, kind, data / "packed", data / "index", out / f"{kind}.pt", out / f"metrics_{kind}")
+def train(data: Path, out: Path, kind: str, p: Params, recorded=("seed", "device", "train", "model", "loss")):
+    paths = (data / "packed", data / "index", out / f"{kind}.pt", out / f"metrics_{kind}")
+    return train_model(p, kind, *paths, recorded=recorded)
 
 
 def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
@@ -40,7 +41,7 @@ def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
     }
     assert list(raw["alphabets"]) == ["Synthetic_01", "Synthetic_02", "Synthetic_03"]
     assert len(raw["characters"]) == 12 and raw["params"]["train"]["epochs"] == 3
-    assert sorted(raw["params"]) == ["device", "loss", "model", "seed", "train"]  # no data.*
+    assert sorted(raw["params"]) == ["device", "loss", "model", "seed", "train"]  # as recorded=, no data.*
     env = raw["environment"]
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["cpu"]

@@ -15,6 +15,7 @@ from .atomic import atomic_file
 from .backbones import BACKBONES
 from .errors import InputError
 from .models import MODELS, ModelConfig, build_model
+from .tasks import ALPHABET, CHARACTER, MAPS
 
 FORMAT = 1
 
@@ -32,8 +33,8 @@ def save_checkpoint(
         "format": FORMAT,
         "config": config.to_dict(),
         "state_dict": state_dict,
-        "alphabets": alphabets,
-        "characters": characters,
+        MAPS[ALPHABET]: alphabets,
+        MAPS[CHARACTER]: characters,
         "params": params,
         **extra,
     }

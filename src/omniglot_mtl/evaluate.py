@@ -25,6 +25,7 @@ from .errors import InputError
 from .index import names_by_index, read_maps
 from .inference import predict
 from .packed import load_split
+from .tasks import ALPHABET, CHARACTER, MAPS
 
 
 def task_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -63,32 +64,32 @@ def evaluate(
     alphabets, characters = read_maps(index_dir)
     alphabet_names = names_by_index(alphabets)
     test = load_split(packed_dir, "test").to(device)
-    true_alpha, true_char = test.labels["alphabet"], test.labels["character"]
+    true_alpha, true_char = test.labels[ALPHABET], test.labels[CHARACTER]
     char_to_alpha = character_alphabet(alphabets, characters).to(device)
     metrics: dict = {}
     per_alphabet = []
     confusion = None
     for kind, path in model_paths.items():
         model, checkpoint = load_checkpoint(path, device)
-        if checkpoint["alphabets"] != alphabets or checkpoint["characters"] != characters:
+        if checkpoint[MAPS[ALPHABET]] != alphabets or checkpoint[MAPS[CHARACTER]] != characters:
             raise InputError(f"{path}: trained on other index maps than {index_dir}; retrain it (dvc repro)")
         logits = predict(model, test)
         metrics[kind] = {t: task_metrics(logits[t], test.labels[t]) for t in model.tasks}
-        correct = (logits["character"].argmax(1) == true_char).float()
+        correct = (logits[CHARACTER].argmax(1) == true_char).float()
         hits = torch.zeros(len(alphabets), device=device).index_add_(0, true_alpha, correct)
         counts = torch.bincount(true_alpha, minlength=len(alphabets)).clamp(min=1)
         per_alphabet.append(
             pd.DataFrame(
                 {
-                    "alphabet": alphabet_names,
+                    ALPHABET: alphabet_names,
                     "model": kind,
                     "accuracy": (hits / counts).cpu().numpy().round(6),
                 }
             )
         )
-        if "alphabet" in logits:
-            pred_alpha = logits["alphabet"].argmax(1)
-            agree = char_to_alpha[logits["character"].argmax(1)] == pred_alpha
+        if ALPHABET in logits:
+            pred_alpha = logits[ALPHABET].argmax(1)
+            agree = char_to_alpha[logits[CHARACTER].argmax(1)] == pred_alpha
             metrics[kind]["consistency"] = round(agree.float().mean().item(), 6)
             confusion = pd.DataFrame(
                 {

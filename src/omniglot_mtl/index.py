@@ -17,20 +17,21 @@ from .errors import InputError
 from .layout import Scan, scan_sets
 from .packed import decode_all, write_packed
 from .params import Split
+from .tasks import ALPHABET, CHARACTER, MAPS, TASKS
 
-COLUMNS = ["path", "set", "alphabet", "character", "drawer", "alphabet_idx", "character_idx"]
-MISSING_COLUMNS = ["character", "split", "missing_drawers"]
+COLUMNS = ["path", "set", *TASKS, "drawer", *(f"{task}_idx" for task in TASKS)]
+MISSING_COLUMNS = [CHARACTER, "split", "missing_drawers"]
 
 
 def build_index(scan: Scan, split: Split) -> tuple[dict[str, pd.DataFrame], dict, dict]:
     """Return ``({split: manifest}, alphabets, characters)`` for the drawings of ``scan``."""
     if not scan.drawings:
         raise InputError("no drawings found")
-    alphabets = {name: i for i, name in enumerate(sorted({d.alphabet for d in scan.drawings}))}
-    characters = {name: i for i, name in enumerate(sorted({d.character for d in scan.drawings}))}
     rows = pd.DataFrame([d.__dict__ for d in scan.drawings])
-    rows["alphabet_idx"] = rows["alphabet"].map(alphabets)
-    rows["character_idx"] = rows["character"].map(characters)
+    maps = {task: {name: i for i, name in enumerate(sorted(set(rows[task])))} for task in TASKS}
+    for task in TASKS:
+        rows[f"{task}_idx"] = rows[task].map(maps[task])
+    alphabets, characters = maps[ALPHABET], maps[CHARACTER]
     rows = rows.sort_values(["character_idx", "drawer", "path"], kind="stable").reset_index(drop=True)
     present = set(rows["drawer"])
     for name in ("val_drawers", "test_drawers"):
@@ -61,7 +62,7 @@ def missing_drawings(manifests: dict[str, pd.DataFrame], split: Split) -> pd.Dat
     """
     found: dict[str, set[int]] = {}
     for frame in manifests.values():
-        for character, drawer in zip(frame["character"], frame["drawer"], strict=True):
+        for character, drawer in zip(frame[CHARACTER], frame["drawer"], strict=True):
             found.setdefault(character, set()).add(int(drawer))
     expected = {
         "train": sorted(set(manifests["train"]["drawer"].astype(int))),
@@ -84,8 +85,8 @@ def write_index(
     ``missing_drawings.csv`` (a header alone when nothing is missing) into the folder ``out``."""
     for name, frame in manifests.items():
         frame.to_csv(out / f"{name}.csv", index=False)
-    write_json(out / "alphabets.json", alphabets)
-    write_json(out / "characters.json", characters)
+    for task, mapping in ((ALPHABET, alphabets), (CHARACTER, characters)):
+        write_json(out / f"{MAPS[task]}.json", mapping)
     missing.to_csv(out / "missing_drawings.csv", index=False)
 
 
@@ -126,5 +127,5 @@ def read_maps(index_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
     index_dir = Path(index_dir)
     return tuple(
         json.loads((index_dir / f"{name}.json").read_text(encoding="utf-8"))
-        for name in ("alphabets", "characters")
+        for name in (MAPS[ALPHABET], MAPS[CHARACTER])
     )

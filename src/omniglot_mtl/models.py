@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
+from .tasks import ALPHABET, CHARACTER
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ def one_hot(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
 class MultiInputNet(nn.Module):
     """image + one-hot alphabet -> character (the alphabet is given)."""
 
-    inputs = ("image", "alphabet")
-    tasks = ("character",)
+    inputs = ("image", ALPHABET)
+    tasks = (CHARACTER,)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -45,14 +46,14 @@ class MultiInputNet(nn.Module):
     def forward(self, image: torch.Tensor, alphabet: torch.Tensor) -> dict[str, torch.Tensor]:
         x_alphabet = self.alphabet_layer(one_hot(alphabet, self.n_alphabets, image.dtype))
         x = torch.cat((self.image_layer(image), x_alphabet), dim=1)
-        return {"character": self.classifier(x)}
+        return {CHARACTER: self.classifier(x)}
 
 
 class MultiOutputNet(nn.Module):
     """image -> (alphabet, character), two heads on shared image features."""
 
     inputs = ("image",)
-    tasks = ("alphabet", "character")
+    tasks = (ALPHABET, CHARACTER)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -63,7 +64,7 @@ class MultiOutputNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.image_layer(image)
-        return {"alphabet": self.classifier_alpha(features), "character": self.classifier_char(features)}
+        return {ALPHABET: self.classifier_alpha(features), CHARACTER: self.classifier_char(features)}
 
 
 MODELS = {"multi_input": MultiInputNet, "multi_output": MultiOutputNet}

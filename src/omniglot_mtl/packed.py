@@ -17,6 +17,7 @@ from torchvision.transforms import functional as TF
 
 from .environment import usable_cpus
 from .errors import InputError
+from .tasks import TASKS
 
 
 def decode(path: Path, size: int) -> np.ndarray:
@@ -64,8 +65,7 @@ def write_packed(manifests: dict[str, pd.DataFrame], images: dict[str, np.ndarra
         np.savez(
             out / f"{split}.npz",
             images=images[split],
-            alphabet=manifest["alphabet_idx"].to_numpy(np.int64),
-            character=manifest["character_idx"].to_numpy(np.int64),
+            **{task: manifest[f"{task}_idx"].to_numpy(np.int64) for task in TASKS},
         )
 
 
@@ -74,7 +74,7 @@ class PackedSplit:
     """One split as tensors: images (N, 1, S, S) uint8 and integer labels per task."""
 
     images: torch.Tensor
-    labels: dict[str, torch.Tensor]  # "alphabet", "character" -> (N,) int64
+    labels: dict[str, torch.Tensor]  # task (tasks.TASKS) -> (N,) int64
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -93,5 +93,5 @@ def load_split(packed_dir: Path, split: str) -> PackedSplit:
     path = Path(packed_dir) / f"{split}.npz"
     with np.load(path, allow_pickle=False) as f:
         images = torch.from_numpy(f["images"]).unsqueeze(1)
-        labels = {"alphabet": torch.from_numpy(f["alphabet"]), "character": torch.from_numpy(f["character"])}
+        labels = {task: torch.from_numpy(f[task]) for task in TASKS}
     return PackedSplit(images, labels)

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError
+from .tasks import ALPHABET, CHARACTER
 
 SOURCES = ("synthetic", "omniglot", "folder")
 OMNIGLOT_SETS = ("background", "evaluation")
@@ -226,7 +227,7 @@ class Loss:
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"alphabet": self.alpha_weight, "character": self.char_weight}
+        return {ALPHABET: self.alpha_weight, CHARACTER: self.char_weight}
 
 
 @dataclass(frozen=True)

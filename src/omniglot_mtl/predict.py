@@ -23,6 +23,7 @@ from .errors import InputError
 from .index import names_by_index
 from .inference import predict
 from .packed import PackedSplit, decode
+from .tasks import ALPHABET, MAPS, TASKS
 
 
 def predict_files(
@@ -36,9 +37,9 @@ def predict_files(
     if top < 1:
         raise InputError(f"--top: must be >= 1, got {top}")
     model, checkpoint = load_checkpoint(checkpoint_path)
-    if "alphabet" in model.inputs:
-        if alphabet not in checkpoint["alphabets"]:
-            known = ", ".join(checkpoint["alphabets"])
+    if ALPHABET in model.inputs:
+        if alphabet not in checkpoint[MAPS[ALPHABET]]:
+            known = ", ".join(checkpoint[MAPS[ALPHABET]])
             problem = (
                 f"{checkpoint_path} is a multi-input model, which needs the alphabet"
                 if alphabet is None
@@ -63,12 +64,9 @@ def predict_files(
         return results
     batch = torch.stack(decoded).unsqueeze(1)
     labels = {}
-    if "alphabet" in model.inputs:
-        labels["alphabet"] = torch.full((len(decoded),), checkpoint["alphabets"][alphabet])
-    names = {
-        "alphabet": names_by_index(checkpoint["alphabets"]),
-        "character": names_by_index(checkpoint["characters"]),
-    }
+    if ALPHABET in model.inputs:
+        labels[ALPHABET] = torch.full((len(decoded),), checkpoint[MAPS[ALPHABET]][alphabet])
+    names = {task: names_by_index(checkpoint[MAPS[task]]) for task in TASKS}
     # The same batched path as evaluate and the training loop's validation, on uint8 images
     # made exactly as the index stage packs them.
     logits = predict(model, PackedSplit(batch, labels))

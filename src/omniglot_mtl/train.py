@@ -16,37 +16,40 @@ from .index import read_maps
 from .models import ModelConfig, build_model
 from .packed import load_split
 from .params import Params, as_dict
+from .tasks import CHARACTER
 from .training import FitResult, fit
 from .weighting import LossWeighting, make_weighting
 
-# The params sections each training stage declares in dvc.yaml, and so all that its checkpoint
-# records: a section it does not declare could differ in a checkpoint restored from DVC's run
-# cache (tests/test_dag.py checks that the two lists agree).
-STAGE_PARAMS = {
-    "multi_input": ("seed", "device", "train", "model"),
-    "multi_output": ("seed", "device", "train", "model", "loss"),
-}
-
 
 def train_model(
-    params: Params, kind: str, packed_dir: Path, index_dir: Path, model_path: Path, metrics_dir: Path
+    params: Params,
+    kind: str,
+    packed_dir: Path,
+    index_dir: Path,
+    model_path: Path,
+    metrics_dir: Path,
+    recorded: tuple[str, ...] | None = None,
 ) -> FitResult:
     """Train the ``kind`` model ("multi_input" or "multi_output") and write its outputs.
 
     Writes ``model_path`` (weights of the best validation epoch) and, under ``metrics_dir``,
     DVCLive's per-epoch curves (``plots/metrics/...``) and ``metrics.json``. Under torchrun,
-    every process trains its share and rank 0 alone writes.
+    every process trains its share and rank 0 alone writes. The checkpoint records the params
+    sections ``recorded`` (the training stage passes those it declares in dvc.yaml; None: all).
     """
     device = device_for(resolve_device(params.device))
     torch.set_num_threads(threads_per_process(params.train.threads))
     world = init_world(device)
     try:
-        return _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world)
+        paths = (packed_dir, index_dir, model_path, metrics_dir)
+        return _train(params, kind, *paths, device, world, recorded)
     finally:
         close_world(world)
 
 
-def _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world) -> FitResult:
+def _train(
+    params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world, recorded
+) -> FitResult:
     torch.manual_seed(params.seed)
     alphabets, characters = read_maps(index_dir)
     train = load_split(packed_dir, "train").to(device)
@@ -63,7 +66,7 @@ def _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device,
         loss = params.loss
         weighting = make_weighting(loss.weights, loss.method, loss.normalize)
     else:  # one task: nothing to weigh
-        weighting = LossWeighting({"character": 1.0})
+        weighting = LossWeighting({CHARACTER: 1.0})
     weighting.to(device)
 
     if not world.main:  # the other processes train and write nothing
@@ -86,7 +89,7 @@ def _train(params, kind, packed_dir, index_dir, model_path, metrics_dir, device,
             {k: v.cpu() for k, v in result.best_state.items()},
             alphabets,
             characters,
-            {name: value for name, value in as_dict(params).items() if name in STAGE_PARAMS[kind]},
+            {name: value for name, value in as_dict(params).items() if recorded is None or name in recorded},
             {
                 "best_epoch": result.best_epoch,
                 "val_accuracy": result.best_val,
