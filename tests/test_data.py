@@ -75,7 +75,7 @@ def test_index_counts_maps_and_drawer_split(tmp_path):
         "images_background/README.txt",
         "images_background/Alpha/character01/Thumbs.db",
     ]
-    assert scan.skipped_summary().startswith("skipped 3 file(s) that are not drawings: ")
+    assert scan.skipped_summary().startswith("skipped 3 entries that are not drawings: ")
 
     split = Split(val_drawers=(4,), test_drawers=(5,))
     manifests, _, _ = index_and_pack(raw, split, 8, tmp_path / "index", tmp_path / "packed")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import documented
+from test_fuzz import png as png_header
 
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.errors import InputError
@@ -144,18 +145,31 @@ def test_predict_reports_a_bad_image_and_classifies_the_others(trained, tmp_path
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     missing = tmp_path / "missing.png"
+    bomb = tmp_path / "bomb.png"  # a header that declares 9,000 x 9,000 1-bit pixels, nothing more
+    bomb.write_bytes(png_header(9000, 9000))
     with pytest.raises(SystemExit) as err:
         predict_main(
-            [str(paths["multi_output"]), str(missing), str(good), str(broken), "--json", "--top", "1"]
+            [
+                str(paths["multi_output"]),
+                str(missing),
+                str(good),
+                str(broken),
+                str(bomb),
+                "--json",
+                "--top",
+                "1",
+            ]
         )
     assert err.value.code == 1
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
         f"error: {missing}: no such file",
         f"error: {broken}: cannot decode as an image (Truncated File Read)",
+        f"error: {bomb}: declares 9000 x 9000 pixels; a drawing is at most 4096 pixels a side "
+        "(Omniglot's are 105 x 105)",
     ]
     shown = json.loads(captured.out)
-    assert [entry["image"] for entry in shown] == [str(missing), str(good), str(broken)]
+    assert [entry["image"] for entry in shown] == [str(missing), str(good), str(broken), str(bomb)]
     assert shown[0] == {"image": str(missing), "error": f"{missing}: no such file"}
     assert set(shown[1]) == {"image", "alphabet", "character"}
     (best,) = shown[1]["character"]

@@ -67,6 +67,67 @@ def test_alphabet_level_folder_is_copied_without_litter(tmp_path):
     assert len(copied) == 9 and copied[0] == "images_background/A/character01/0001_01.png"
 
 
+def test_folders_posing_as_drawings_and_symlinks_are_named(tmp_path):
+    """A symlink to a file is read as that file (DVC hashes it so too); a symlink to a folder is
+    not followed, so a loop cannot hang the scan; a folder named like a drawing is named."""
+    src = tmp_path / "images_background"
+    make_set(src, {"A": 2}, drawers=3)
+    char = src / "A" / "character01"
+    (char / "0001_03.png").unlink()
+    (char / "0001_03.png").mkdir()  # a folder where drawing 3 should be
+    elsewhere = tmp_path / "elsewhere" / "0001_04.png"
+    make_set(tmp_path / "other", {"X": 1}, drawers=1)
+    elsewhere.parent.mkdir()
+    (tmp_path / "other" / "X" / "character01" / "0001_01.png").rename(elsewhere)
+    (char / "0001_04.png").symlink_to(elsewhere)  # a drawing kept elsewhere
+    (char / "loop").symlink_to("..", target_is_directory=True)  # A/character01/loop -> A
+    (char / "0001_05.png").symlink_to(tmp_path / "gone.png")  # broken
+    (src / "A" / "character02" / "again").symlink_to("../character02")
+    scan = fetch(folder(src), out=tmp_path / "raw")
+    assert sorted(d.path for d in scan.drawings if d.character == "A/character01") == [
+        "images_background/A/character01/0001_01.png",
+        "images_background/A/character01/0001_02.png",
+        "images_background/A/character01/0001_04.png",
+    ]
+    copied = tmp_path / "raw" / "images_background" / "A" / "character01" / "0001_04.png"
+    assert not copied.is_symlink() and copied.read_bytes() == elsewhere.read_bytes()
+    assert scan.why == {
+        f"{src}/A/character01/0001_03.png": "a folder named like a drawing",
+        f"{src}/A/character01/0001_05.png": "a broken symlink",
+        f"{src}/A/character01/loop": "a symlink to a folder, not followed",
+        f"{src}/A/character02/again": "a symlink to a folder, not followed",
+    }
+    assert scan.skipped_summary() == (
+        f"skipped 4 entries that are not drawings: {src}/A/character01/0001_03.png (a folder named like a "
+        f"drawing), {src}/A/character01/0001_05.png (a broken symlink), {src}/A/character01/loop (a "
+        "symlink to a folder, not followed), ..."
+    )
+
+
+def test_the_params_check_reads_the_drawers_of_a_folder_or_its_zips_from_names(tmp_path):
+    from omniglot_mtl.folder_source import check_against_data, source_drawers
+    from omniglot_mtl.params import Split
+
+    one_set = tmp_path / "images_background"
+    make_set(one_set, {"A": 1, "B": 1}, drawers=4)
+    assert source_drawers(folder(one_set)) == {1, 2, 3, 4}
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    zip_folder(one_set, sets / "images_background.zip")
+    assert source_drawers(folder(sets)) == {1, 2, 3, 4}
+    data = folder(one_set)
+    with pytest.raises(
+        ParamError, match=r"^params.yaml: data.split.val_drawers: no drawings by drawer\(s\) \[15, 16"
+    ):
+        check_against_data(data)  # the default split: drawers 15-20
+    check_against_data(Data(source="folder", folder=str(one_set), split=Split((3,), (4,))))
+    empty = tmp_path / "empty" / "A" / "character01"
+    empty.mkdir(parents=True)
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(ParamError, match="data.folder: .* holds no drawings named <id>_<drawer>.png"):
+        check_against_data(folder(tmp_path / "empty"))
+
+
 def test_set_level_folder_takes_data_sets(tmp_path):
     src = tmp_path / "omniglot"
     make_set(src / "images_background", {"A": 2}, drawers=3)

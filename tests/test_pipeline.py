@@ -329,6 +329,18 @@ def test_bad_params_fail_before_any_output_is_deleted(workspace):
             committed | {"loss": committed["loss"] | {"char_wieght": 2}},
             "loss.char_wieght: unknown key; did you mean char_weight? (known: alpha_weight, char_weight, ",
         ),
+        # Params only the data can refute (TINY's synthetic set has drawers 1..6).
+        (
+            ["repro"],
+            committed | {"data": committed["data"] | {"split": {"val_drawers": [5], "test_drawers": [9]}}},
+            "data.split.test_drawers: no drawings by drawer(s) [9] (the data has drawers 1..6)",
+        ),
+        (
+            ["repro"],
+            committed
+            | {"data": committed["data"] | {"split": {"val_drawers": [1, 2, 3], "test_drawers": [4, 5, 6]}}},
+            "data.split: val and test take every drawer; none is left to train",
+        ),
         (documented("dvc exp run -S train.epochs=0")[1:], None, "train.epochs: must be >= 1, got 0"),
         (["exp", "run", "-S", "+loss.char_wieght=2"], None, "loss.char_wieght: unknown key"),
         (
@@ -530,12 +542,23 @@ def test_folder_source_is_a_real_dependency(project):
     # Adding a drawing to the source reruns everything downstream of it.
     make_set(src, {"C": 1}, drawers=6, first_id=90)
     out = dvc(project, "repro", "index").stdout
-    assert ran(out) == ["fetch", "index"]
+    assert ran(out) == ["check_params", "fetch", "index"]  # the check reads the folder's names too
     assert "index: 3 alphabets, 5 characters; rows: train 20, val 5, test 5; images 16x16" in out
     # Litter in the source changes its hash, so fetch reruns; its output does not change, so
     # nothing after it does.
     (src / ".DS_Store").write_text("x")
-    assert ran(dvc(project, "repro", "index").stdout) == ["fetch"]
+    assert ran(dvc(project, "repro", "index").stdout) == ["check_params", "fetch"]
+    # A symlink loop in the source hangs nothing: not DVC's hashing, not the check, not fetch.
+    (src / "A" / "character01" / "loop").symlink_to("..", target_is_directory=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "index", "--force"],
+        cwd=project,
+        env=ENV | GIT_ID,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert f"{src}/A/character01/loop (a symlink to a folder, not followed)" in out, out
 
 
 def test_bad_param_fails_the_stage_in_one_line(project):

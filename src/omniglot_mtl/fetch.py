@@ -50,7 +50,8 @@ def fetch(data: Data, out: Path, downloads: Path = DOWNLOADS) -> layout.Scan:
                 else:
                     skipped += copy_set(path, name, tmp)
         scan = layout.scan_sets(tmp)
-    scan.skipped = skipped + scan.skipped
+    scan.skipped = [p for p, _ in skipped] + scan.skipped
+    scan.why |= {p: why for p, why in skipped if why}
     return scan
 
 
@@ -69,12 +70,12 @@ def extract_zip(archive: Path, out: Path) -> None:
     shutil.rmtree(out / "__MACOSX", ignore_errors=True)
 
 
-def copy_set(set_dir: Path, name: str, out: Path) -> list[str]:
+def copy_set(set_dir: Path, name: str, out: Path) -> list[tuple[str, str | None]]:
     """Copy the drawings of one set folder into ``out/<name>/``; return the paths left behind
-    because they are not drawings."""
+    because they are not drawings, each with why where its name does not say (Scan.why)."""
     scan = layout.scan_alphabets(set_dir, name)
     for drawing in scan.drawings:
         dst = out / name / drawing.path
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(set_dir / drawing.path, dst)
-    return [f"{set_dir}/{p}" for p in scan.skipped]
+    return [(f"{set_dir}/{p}", scan.why.get(p)) for p in scan.skipped]

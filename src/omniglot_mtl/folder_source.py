@@ -1,9 +1,17 @@
-"""What ``data.source: folder`` reads from ``data.folder``, decided from names only (no image is
-opened), so that the params check can refuse a folder that lacks a set before any stage runs."""
+"""What a data source holds, decided from names only (no image is opened): which sets a
+``data.folder`` holds and which drawers its drawings carry. The params check uses it to refuse a
+param that the data makes wrong (a set the folder lacks, a split drawer no drawing has, a split
+that leaves nothing to train on) before DVC deletes any stage's outputs.
+"""
 
+import os
+import zipfile
 from pathlib import Path
 
+from .layout import DRAWING_NAME
 from .params import OMNIGLOT_SETS, Data, ParamError
+
+OMNIGLOT_DRAWERS = range(1, 21)  # every character of both official sets was drawn by drawers 01..20
 
 
 def folder_sets(data: Data) -> list[tuple[str, Path]]:
@@ -44,3 +52,60 @@ def folder_sets(data: Data) -> list[tuple[str, Path]]:
             "at a folder that holds images_background/ and images_evaluation/",
         )
     return [(name, folder)]
+
+
+def check_against_data(data: Data) -> None:
+    """Refuse, in one line naming the param, what only the data can tell is wrong."""
+    present = source_drawers(data)
+    if not present:
+        raise ParamError("data.folder", f"{data.folder} holds no drawings named <id>_<drawer>.png")
+    split = data.split
+    for name in ("val_drawers", "test_drawers"):
+        missing = sorted(set(getattr(split, name)) - present)
+        if missing:
+            raise ParamError(
+                f"data.split.{name}",
+                f"no drawings by drawer(s) {missing} (the data has drawers {min(present)}..{max(present)})",
+            )
+    if not present - set(split.val_drawers) - set(split.test_drawers):
+        raise ParamError("data.split", "val and test take every drawer; none is left to train")
+
+
+def source_drawers(data: Data) -> set[int]:
+    """The drawer numbers the source's drawings carry: known for the synthetic set and the
+    official zips, read off the file names of a folder (or of the zips in it)."""
+    if data.source == "synthetic":
+        return set(range(1, data.synthetic.drawers + 1))
+    if data.source == "omniglot":
+        return set(OMNIGLOT_DRAWERS)
+    drawers: set[int] = set()
+    for _, path in folder_sets(data):
+        for name in _zip_names(path) if path.suffix == ".zip" else _drawing_names(path):
+            match = DRAWING_NAME.match(name)
+            if match:
+                drawers.add(int(match.group(2)))
+    return drawers
+
+
+def _drawing_names(set_dir: Path) -> list[str]:
+    """The file names three levels down (<Alphabet>/<character>/<drawing>), without following
+    symlinks to folders, as the scanner does."""
+    names = []
+    for alphabet in _subfolders(set_dir):
+        for character in _subfolders(alphabet):
+            names += [e.name for e in os.scandir(character) if not e.is_dir(follow_symlinks=False)]
+    return names
+
+
+def _subfolders(path) -> list[str]:
+    return [
+        e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+    ]
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [n.rsplit("/", 1)[-1] for n in zf.namelist()]
+    except zipfile.BadZipFile:
+        return []  # the fetch stage names the file in one line; nothing here to check against

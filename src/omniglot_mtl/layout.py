@@ -1,12 +1,14 @@
 """Omniglot's folder layout: ``<set>/<Alphabet>/<characterNN>/<id>_<drawer>.png``.
 
 One scanner serves every source, so a copied folder, an extracted zip and the synthetic set are
-checked by the same rules: files that are not drawings (OS metadata, READMEs) are skipped and
-counted; a PNG whose name breaks the pattern or a character folder with no drawings is an error.
+checked by the same rules: entries that are not drawings (OS metadata, READMEs, a folder named
+like a drawing, a symlink to a folder) are skipped, counted and named; a PNG whose name breaks
+the pattern or a character folder with no drawings is an error. Symlinks to files are read as
+the files they point to; symlinks to folders are not followed.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
@@ -27,12 +29,23 @@ class Drawing:
 class Scan:
     drawings: list[Drawing]
     skipped: list[str]  # paths relative to the root of files and folders that are not drawings
+    # Why a skipped entry is not a drawing, where its name does not say so: a folder named like a
+    # drawing, a symlink to a folder, a broken symlink.
+    why: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, path: str, why: str | None = None) -> None:
+        self.skipped.append(path)
+        if why:
+            self.why[path] = why
 
     def skipped_summary(self) -> str:
         if not self.skipped:
             return "no files skipped"
-        shown = ", ".join(self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
-        return f"skipped {len(self.skipped)} file(s) that are not drawings: {shown}"
+        # The entries that look like drawings or links first: those a user would want to know of.
+        ordered = sorted(self.skipped, key=lambda p: p not in self.why)
+        shown = [f"{p} ({self.why[p]})" if p in self.why else p for p in ordered[:3]]
+        more = ", ..." if len(self.skipped) > 3 else ""
+        return f"skipped {len(self.skipped)} entries that are not drawings: {', '.join(shown)}{more}"
 
 
 def _is_metadata(path: Path) -> bool:
@@ -40,13 +53,28 @@ def _is_metadata(path: Path) -> bool:
     return path.name.startswith(".") or path.suffix.lower() != ".png"
 
 
+def _not_followed(entry: Path) -> str | None:
+    """Why a symlink is not read: one to a folder is not followed (DVC does not descend into it
+    when it hashes ``data.folder`` either, so a loop cannot hang anything) and a broken one has
+    nothing to read. A symlink to a file is read as that file, as DVC hashes it."""
+    if not entry.is_symlink():
+        return None
+    if not entry.exists():
+        return "a broken symlink"
+    return "a symlink to a folder, not followed" if entry.is_dir() else None
+
+
 def _visible_dirs(folder: Path, scan: Scan, root: Path) -> list[Path]:
     dirs = []
     for entry in sorted(folder.iterdir()):
-        if entry.is_dir() and not entry.name.startswith("."):
+        rel = entry.relative_to(root).as_posix()
+        why = _not_followed(entry)
+        if why:
+            scan.skip(rel, why)
+        elif entry.is_dir() and not entry.name.startswith("."):
             dirs.append(entry)
         else:
-            scan.skipped.append(entry.relative_to(root).as_posix())
+            scan.skip(rel)
     return dirs
 
 
@@ -57,6 +85,8 @@ def scan_sets(root: Path, sets: list[str] | None = None) -> Scan:
     """
     root = Path(root)
     scan = Scan([], [])
+    if not root.is_dir():
+        raise InputError(f"{root}: not found; the fetch stage makes it (dvc repro)")
     if sets is None:
         set_dirs = _visible_dirs(root, scan, root)
     else:
@@ -90,8 +120,11 @@ def _scan_alphabets(set_dir: Path, set_name: str, root: Path, scan: Scan) -> Non
             found = 0
             for f in sorted(char_dir.iterdir()):
                 rel = f.relative_to(root).as_posix()
-                if f.is_dir() or _is_metadata(f):
-                    scan.skipped.append(rel)
+                why = _not_followed(f)
+                if why is None and f.is_dir():
+                    why = "a folder named like a drawing" if DRAWING_NAME.match(f.name) else "a folder"
+                if why or _is_metadata(f):
+                    scan.skip(rel, why)
                     continue
                 m = DRAWING_NAME.match(f.name)
                 if not m:

@@ -5,6 +5,7 @@ The arrays hold exactly what the notebook's loader fed its network, times 255: P
 (on the GPU, one tensor already on the device) and never touches a PNG.
 """
 
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +20,46 @@ from .environment import usable_cpus
 from .errors import InputError
 from .tasks import TASKS
 
+# Omniglot's drawings are 105 x 105. A side over this bound is no drawing: a decompression bomb
+# (a small 1-bit PNG that declares 20,000 x 20,000 pixels decodes to 400 MB) or a photograph.
+# Checked on the header, before a pixel is decoded; PIL's own bomb limit (89 million pixels)
+# would still let a 9,000 x 9,000 image through, 80 MB for one "drawing".
+MAX_SIDE = 4096
+
 
 def decode(path: Path, size: int) -> np.ndarray:
-    """One drawing as the notebook's loader sees it: an (size, size) uint8 array, 255 = white."""
+    """One drawing as the notebook's loader sees it: an (size, size) uint8 array, 255 = white.
+
+    Anything that is not a readable image of at most MAX_SIDE pixels a side is an
+    :class:`InputError` naming the file: whatever a damaged or hostile file makes PIL raise
+    (OSError, SyntaxError, ValueError, EOFError, zlib and struct errors, DecompressionBombError,
+    which is none of those) is bad input, not a bug.
+    """
     try:
-        with Image.open(path) as img:
-            gray = img.convert("L")
+        with warnings.catch_warnings():
+            # PIL warns from 89 million pixels; every image that big has a side over MAX_SIDE.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if max(width, height) > MAX_SIDE:
+                    raise InputError(
+                        f"{path}: declares {width} x {height} pixels; a drawing is at most "
+                        f"{MAX_SIDE} pixels a side (Omniglot's are 105 x 105)"
+                    )
+                gray = img.convert("L")
+    except InputError:
+        raise
+    except Image.DecompressionBombError as err:  # PIL refuses the header itself (not an OSError)
+        raise InputError(f"{path}: not a drawing: {str(err).splitlines()[0]}") from None
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, not an image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except UnidentifiedImageError as err:
         raise InputError(f"{path}: cannot decode as an image ({err})") from None
+    except Exception as err:  # whatever PIL raises on a damaged file (see the docstring)
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path}: cannot decode as an image ({message})") from None
     return np.array(TF.resize(gray, [size, size]), dtype=np.uint8)
 
 

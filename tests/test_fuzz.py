@@ -1,0 +1,155 @@
+"""Hostile and damaged input for the folder scanner and the image decoder: a clean result or one
+InputError that names the path, never another exception, never a hang.
+
+Property-based (Hypothesis), bounded to a few seconds here. A longer run:
+
+    HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py
+"""
+
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import run_stage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from omniglot_mtl.errors import InputError
+from omniglot_mtl.layout import scan_sets
+from omniglot_mtl.packed import MAX_SIDE, decode
+
+settings.register_profile(
+    "suite", max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("long", max_examples=5000, deadline=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(width: int, height: int, bit_depth: int = 1, color_type: int = 0, idat: bytes | None = b"") -> bytes:
+    """A PNG whose header declares ``width`` x ``height``; its pixels are ``idat`` (zeros if None)."""
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))
+    if idat is None:
+        idat = zlib.compress(b"\0" * (height * (1 + (width * bit_depth + 7) // 8)))
+    return SIGNATURE + header + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_an_image_bomb_is_refused_on_its_header_in_one_line(tmp_path):
+    bomb = tmp_path / "0683_08.png"
+    bomb.write_bytes(png(20_000, 20_000))  # 1-bit, a few bytes on disk; 400 million pixels
+    with pytest.raises(InputError) as err:
+        decode(bomb, 64)
+    assert str(err.value).startswith(f"{bomb}: not a drawing: Image size (400000000 pixels) exceeds")
+    # Under PIL's own limit, but no drawing: refused before a pixel is decoded.
+    big = tmp_path / "big.png"
+    big.write_bytes(png(MAX_SIDE + 1, 100))
+    with pytest.raises(InputError) as err:
+        decode(big, 64)
+    assert str(err.value) == (
+        f"{big}: declares {MAX_SIDE + 1} x 100 pixels; a drawing is at most {MAX_SIDE} pixels a side "
+        "(Omniglot's are 105 x 105)"
+    )
+    ok = tmp_path / "ok.png"
+    ok.write_bytes(png(105, 105, idat=None))
+    assert decode(ok, 64).shape == (64, 64)
+
+
+def test_the_index_stage_names_a_bomb_in_one_line(tmp_path):
+    from conftest import make_set
+
+    make_set(tmp_path / "data" / "raw" / "images_background", {"A": 2}, drawers=3)
+    bomb = tmp_path / "data" / "raw" / "images_background" / "A" / "character01" / "0001_02.png"
+    bomb.write_bytes(png(20_000, 20_000))
+    (tmp_path / "params.yaml").write_text("data: {split: {val_drawers: [2], test_drawers: [3]}}\n")
+    done = run_stage("index.py", tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: data/raw/images_background/A/character01/0001_02.png: not a drawing: ")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw"]  # nothing written
+
+
+@given(
+    width=st.integers(0, 2**31 - 1),
+    height=st.integers(0, 2**31 - 1),
+    bit_depth=st.sampled_from([1, 2, 4, 8, 16, 3, 0, 255]),
+    color_type=st.sampled_from([0, 2, 3, 4, 6, 1, 7]),
+    idat=st.one_of(st.none(), st.binary(max_size=64)),
+    cut=st.integers(0, 200),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_png_header_decodes_or_is_one_input_error(
+    tmp_path, width, height, bit_depth, color_type, idat, cut
+):
+    if idat is None and width * height > 4_000_000:
+        idat = b""  # zeros for a huge image would take the memory the decoder is meant to save
+    data = png(width, height, bit_depth, color_type, idat)
+    path = tmp_path / "fuzz.png"
+    path.write_bytes(data[: len(data) - cut] if cut < len(data) else data)
+    try:
+        out = decode(path, 16)
+    except InputError as err:
+        assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
+    else:
+        assert out.shape == (16, 16) and out.dtype == np.uint8
+
+
+@given(st.binary(max_size=300))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_bytes_after_a_png_signature_are_one_input_error(tmp_path, tail):
+    path = tmp_path / "noise.png"
+    path.write_bytes(SIGNATURE + tail)
+    with pytest.raises(InputError) as err:
+        decode(path, 16)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "I;16", "RGBA", "RGB"])
+def test_every_image_mode_a_png_can_hold_decodes(tmp_path, mode):
+    path = tmp_path / f"{mode.replace(';', '_')}.png"
+    Image.new(mode, (105, 105)).save(path)
+    assert decode(path, 32).shape == (32, 32)
+
+
+NAME = st.text(alphabet="abcAB_.-0123456789 é", min_size=1, max_size=12).filter(
+    lambda n: n not in (".", "..")
+)
+
+
+@given(
+    st.lists(
+        st.tuples(st.lists(NAME, min_size=1, max_size=5), st.sampled_from(["file", "png", "dir", "drawing"])),
+        max_size=12,
+    )
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_tree_of_names_scans_or_is_one_input_error(tmp_path_factory, entries):
+    root = tmp_path_factory.mktemp("tree")
+    for parts, kind in entries:
+        path = root.joinpath(*parts)
+        if kind == "drawing":
+            path = path.parent / "0001_01.png"
+        elif kind == "png":
+            path = path.with_name(path.name + ".png")
+        try:
+            if kind == "dir":
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"x")
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            continue  # a name taken by the other kind: not a tree one can make
+    try:
+        scan = scan_sets(root)
+    except InputError as err:
+        assert "\n" not in str(err) and str(err).startswith(str(root))
+    else:
+        assert all((root / d.path).is_file() for d in scan.drawings)
+        assert all((root / p).exists() or (root / p).is_symlink() for p in scan.skipped)
