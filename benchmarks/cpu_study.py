@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -117,9 +118,10 @@ def sharing_leg(packed: Path, threads: str, steps: int) -> dict:
 def sharing(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        raw = data / "raw"  # the set alone, as the fetch stage leaves it
-        raw.mkdir()
-        (raw / args.data_dir.name).symlink_to(args.data_dir.resolve())
+        # The set alone, as the fetch stage leaves it: a copy, since the scanner does not
+        # follow a symlink to a folder inside a set of sets.
+        raw = data / "raw"
+        shutil.copytree(args.data_dir, raw / args.data_dir.name)
         index_and_pack(raw, Split(), 64, data / "index", data / "packed")
         results = []
         for busy in (0, 1):

@@ -53,7 +53,7 @@ def main() -> None:
     start = time.perf_counter()
     run(repo, env, "dvc", "repro")
     run(repo, env, "git", "add", "-A")
-    run(repo, env, "git", "commit", "-qm", "baseline results")
+    run(repo, env, "git", "commit", "-qm", "baseline results", "--allow-empty")  # none if unchanged
     for i, precision in enumerate(args.precisions):
         seeds = args.seeds[1:] if i == 0 else args.seeds
         if seeds:
