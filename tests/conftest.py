@@ -119,7 +119,15 @@ def dvc(repo: Path, *args: str, check: bool = True, env: dict | None = None) -> 
 # -- Commands the documentation shows ------------------------------------------------------------
 DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PROGRAMS = ("dvc", "python", "python3", "pip", "git", "make", "omniglot-mtl-predict", "omniglot-mtl-recipe")
-PROGRAMS += ("torchrun", "srun", "ruff")
+PROGRAMS += ("torchrun", "srun", "ruff", "pytest")
+
+
+def program(command: str) -> str:
+    """The program a command line starts, after any leading VAR=value assignments."""
+    words = command.split(" ")
+    while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+        words = words[1:]
+    return words[0] if words else ""
 
 
 def page_commands(text: str) -> list[str]:
@@ -131,11 +139,11 @@ def page_commands(text: str) -> list[str]:
             if line.lstrip().startswith("#"):
                 continue
             line = re.sub(r"\s+", " ", re.sub(r"\s+#.*$", "", line)).strip()
-            if line.split(" ", 1)[0] in PROGRAMS:
+            if program(line) in PROGRAMS:
                 commands.append(line)
     prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
     spans = [re.sub(r"\s+", " ", c) for c in re.findall(r"`([^`]+)`", prose)]  # may wrap a line
-    commands += [c for c in spans if " " in c and c.split(" ", 1)[0] in PROGRAMS]
+    commands += [c for c in spans if " " in c and program(c) in PROGRAMS]
     return list(dict.fromkeys(commands))
 
 

@@ -100,6 +100,10 @@ RUN_BY = {
         None,
     ),
     "python stages/fetch.py": ("by hand: the fetch stage timed outside DVC on a real set", None),
+    "HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py -n 0": (
+        "by hand: the long fuzz run, minutes; the suite runs the same tests with 60 examples each",
+        None,
+    ),
     # More processes, more machines, beyond what one test machine has.
     "dvc queue start -j 2": (
         "not run: DVC's worker race (treeverse/dvc#10673) fails it now and then; the suite uses one worker",
