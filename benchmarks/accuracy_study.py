@@ -23,6 +23,7 @@ seeds' models' log-probabilities averaged). Prints a table and a JSON line.
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ from PIL import Image
 
 from omniglot_mtl.augment import random_affine
 from omniglot_mtl.checkpoints import load_checkpoint
+from omniglot_mtl.devices import resolve_precision
 from omniglot_mtl.evaluate import character_alphabet
 from omniglot_mtl.index import build_index, names_by_index, read_maps
 from omniglot_mtl.inference import predict
@@ -137,6 +139,8 @@ def scores(lp: dict[str, torch.Tensor], test: PackedSplit, to_alphabet: torch.Te
 def trials(args: argparse.Namespace) -> None:
     data_dir = args.data_dir.resolve()
     params = recipe(["data.source=folder", f"data.folder={data_dir}", *args.set])  # as the JSON says
+    precision = resolve_precision(params.train.precision, torch.device("cpu"))
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, precision=precision))
     data, to_alphabet, n_alpha, n_char = splits(data_dir, params)
     test, rows, sums = data["test"], [], {1: None, args.views: None}
     for seed in args.seeds:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from omniglot_mtl.devices import resolve_device
+from omniglot_mtl.devices import resolve_device, resolve_precision
 from omniglot_mtl.errors import InputError
 from omniglot_mtl.params import ParamError, Params, as_dict, load_params
 
@@ -129,6 +129,27 @@ def test_the_params_check_reads_the_registries_without_importing_them():
     assert kinds == {torch.optim.Adam, torch.optim.AdamW}
     dtypes = set()
     for precision in params.PRECISIONS:
-        with autocast(torch.device("cpu"), precision):
+        resolved = resolve_precision(precision, torch.device("cpu"))
+        with autocast(torch.device("cpu"), resolved):
             dtypes.add(model(torch.ones(1, 2)).dtype)
     assert dtypes == {torch.float32, torch.bfloat16}
+    with pytest.raises(ValueError, match="precision 'auto': resolve it to fp32 or bf16 first"):
+        autocast(torch.device("cpu"), "auto")
+
+
+def test_precision_auto_is_what_the_machine_computes_natively(monkeypatch, capsys):
+    from omniglot_mtl import devices
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(devices, "native_bf16", lambda device, native=native: native)
+        assert resolve_precision("auto", cpu) == expected and resolve_precision("fp32", cpu) == "fp32"
+    assert capsys.readouterr().err == ""
+    # bf16 asked for where it is emulated: it runs, after one line that names the cost and the fix.
+    assert resolve_precision("bf16", cpu) == "bf16"
+    assert capsys.readouterr().err == (
+        "warning: train.precision: bf16 is emulated on this CPU (no AVX512-BF16 or AMX), about 12x "
+        "slower than fp32; set train.precision: auto (or fp32)\n"
+    )
+    monkeypatch.setenv("LOCAL_RANK", "1")  # another process of the same machine says nothing
+    assert resolve_precision("bf16", cpu) == "bf16" and capsys.readouterr().err == ""

@@ -101,6 +101,15 @@ def test_bf16_trains_to_similar_accuracy(data, tmp_path):
     )
     for task in ("alphabet", "character"):
         assert abs(fp32.best_val[task] - bf16.best_val[task]) < 0.15
+    recorded = {name: torch.load(tmp_path / name / "multi_output.pt", weights_only=True) for name in "ab"}
+    assert recorded["a"]["precision"] == "fp32" and recorded["b"]["precision"] == "bf16"
+    # auto: what this machine computes natively, recorded as such (the params keep "auto").
+    train(data, tmp_path / "c", "multi_output", params(train={"epochs": 1, "precision": "auto"}))
+    auto = torch.load(tmp_path / "c" / "multi_output.pt", weights_only=True)
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert (
+        auto["precision"] == ("bf16" if native else "fp32") and auto["params"]["train"]["precision"] == "auto"
+    )
 
 
 def test_damaged_checkpoint_is_one_clear_error(tmp_path):

@@ -10,8 +10,11 @@ from .packed import PackedSplit
 
 
 def autocast(device: torch.device, precision: str):
+    """bf16 autocast, or nothing for fp32 (``auto`` is resolved before: devices.resolve_precision)."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r}: resolve it to fp32 or bf16 first")
     return contextlib.nullcontext()
 
 

@@ -21,7 +21,7 @@ from .tasks import ALPHABET, CHARACTER
 
 SOURCES = ("synthetic", "omniglot", "folder")
 OMNIGLOT_SETS = ("background", "evaluation")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 
@@ -157,7 +157,7 @@ class Train:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 0.001  # the peak learning rate under a schedule
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where native, else fp32)
     optimizer: str = "adam"  # adam | adamw (decoupled weight decay)
     weight_decay: float = 0.0  # adamw only
     schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay to 0)

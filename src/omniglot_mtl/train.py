@@ -1,5 +1,6 @@
 """Stages ``train_multi_input`` and ``train_multi_output``: packed data -> checkpoint + curves."""
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -8,7 +9,7 @@ from scmrepo.exceptions import SCMError
 
 from .atomic import atomic_dir
 from .checkpoints import save_checkpoint
-from .devices import resolve_device
+from .devices import resolve_device, resolve_precision
 from .distributed import close_world, device_for, init_world, threads_per_process
 from .environment import describe
 from .errors import InputError
@@ -51,6 +52,8 @@ def _train(
     params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world, recorded
 ) -> FitResult:
     torch.manual_seed(params.seed)
+    # auto becomes what this machine computes natively; the checkpoint records what was used.
+    cfg = dataclasses.replace(params.train, precision=resolve_precision(params.train.precision, device))
     alphabets, characters = read_maps(index_dir)
     train = load_split(packed_dir, "train").to(device)
     val = load_split(packed_dir, "val").to(device)
@@ -70,7 +73,7 @@ def _train(
     weighting.to(device)
 
     if not world.main:  # the other processes train and write nothing
-        return fit(model, weighting, train, val, params.train, params.seed, world=world)
+        return fit(model, weighting, train, val, cfg, params.seed, world=world)
 
     with atomic_dir(metrics_dir) as tmp, _live(tmp) as live:
 
@@ -80,7 +83,7 @@ def _train(
                 live.log_metric(name, value)
             live.next_step()
 
-        result = fit(model, weighting, train, val, params.train, params.seed, log, world)
+        result = fit(model, weighting, train, val, cfg, params.seed, log, world)
         live.summary["best_epoch"] = result.best_epoch
         live.summary["best_val_accuracy"] = result.best_val
         save_checkpoint(
@@ -92,6 +95,7 @@ def _train(
             {name: value for name, value in as_dict(params).items() if recorded is None or name in recorded},
             {
                 "best_epoch": result.best_epoch,
+                "precision": cfg.precision,
                 "val_accuracy": result.best_val,
                 "environment": describe(device) | ({"processes": world.size} if world.size > 1 else {}),
             },
