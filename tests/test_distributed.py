@@ -69,7 +69,7 @@ def stage_dir(data: Path, root: Path, **train) -> Path:
 
 
 def test_two_nodes_as_readme_starts_them_rank_0_writes(data, tmp_path):
-    """README's two-node torchrun command, both "nodes" on this machine, one process each."""
+    """docs/distributed.md's two-node torchrun lines, both "nodes" on this machine, one process each."""
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

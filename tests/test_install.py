@@ -1,7 +1,7 @@
 """constraints.txt pins what produced the committed results, and the code runs on the Python
 that pyproject.toml promises.
 
-Installing without ``-c constraints.txt`` is allowed (README says so: newer versions, results
+Installing without ``-c constraints.txt`` is allowed (docs/install.md says so: newer versions, results
 that may differ in the last digits), so nothing here asks the running environment to be the
 pinned one; the pins themselves must be complete and admissible.
 """

@@ -141,7 +141,8 @@ def threads_per_process(setting: int | str, processes: int | None = None) -> int
 
     ``auto`` is a fixed number for a given machine, never a guess from its current load: the
     thread count changes how reductions are split, and so the checkpoint's bytes (measured:
-    1 and 2 threads give different weights after one epoch; see README, "Sharing a machine").
+    1 and 2 threads give different weights after one epoch; docs/distributed.md, "Sharing a
+    machine").
     """
     if setting != "auto":
         return int(setting)
