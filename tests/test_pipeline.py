@@ -406,14 +406,9 @@ def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_y
 def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(workspace):
     repo = workspace
     recipe = yaml.safe_load((repo / "recipes" / "convnet.yaml").read_text())
-    run = subprocess.run(
-        documented("omniglot-mtl-recipe recipes/convnet.yaml -n convnet-1-epoch -S train.epochs=1"),
-        cwd=repo,
-        env=ENV | GIT_ID,
-        capture_output=True,
-        text=True,
+    run = shell(
+        repo, documented_line("omniglot-mtl-recipe recipes/convnet.yaml -n convnet-1-epoch -S train.epochs=1")
     )
-    assert run.returncode == 0, run.stdout + run.stderr
     shown = run.stdout.splitlines()[0]  # the DVC command it runs, first
     assert shown.startswith(
         "$ dvc exp run -S model.backbone=convnet -S data.image_size=32 -S train.epochs=40 "
@@ -431,14 +426,7 @@ def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(worksp
     assert checkpoint["params"]["model"] == {"backbone": "convnet"}
     assert checkpoint["params"]["train"]["lr"] == 0.003 and checkpoint["params"]["train"]["epochs"] == 1
     # Arguments after the recipe reach DVC: a queue of the recipe over two more seeds.
-    queued = subprocess.run(
-        documented("omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=1,2"),
-        cwd=repo,
-        env=ENV | GIT_ID,
-        capture_output=True,
-        text=True,
-    )
-    assert queued.returncode == 0, queued.stderr
+    shell(repo, documented_line("omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=1,2"))
     assert dvc(repo, "queue", "status").stdout.count("Queued") == 2
     dvc(repo, "queue", "remove", "--queued")
 
