@@ -66,11 +66,10 @@ def set_flags(recipe_path: str | Path, params_path: str | Path = "params.yaml") 
         raise InputError(f"{recipe_path}: {str(err).removeprefix('params.yaml: ')}") from None
     flags = []
     for key, value in flatten(recipe).items():
-        # YAML's own spelling (0.05, true, [15, 16]): DVC's run cache compares values as written.
+        # YAML's own spelling (0.05, true, [15, 16]): DVC parses -S values as YAML, and its run
+        # cache compares the values, so 1 and 1.0 differ (docs/experiments.md).
         text = yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
-        if any(c.isspace() for c in text.replace(", ", ",")):
-            raise InputError(f"{recipe_path}: {key}: {value!r} has spaces; a recipe value must be one word")
-        flags += ["-S", f"{key}={text.replace(', ', ',')}"]
+        flags += ["-S", f"{key}={text}"]  # one argument each: no shell splits them
     return flags
 
 
