@@ -158,7 +158,7 @@ def doc_commands() -> dict[str, list[str]]:
 
 def documented(command: str, fill: dict[str, str] | None = None) -> list[str]:
     """The argv of ``command`` exactly as README.md or a page of docs/ shows it, its
-    placeholder words replaced by ``fill`` (e.g. ``some_drawing.png=...``).
+    placeholder words replaced by ``fill`` (e.g. ``{"some_drawing.png": str(path)}``).
 
     Tests run documented commands through this (or :func:`documented_line`), and
     tests/test_readme.py counts a command as run by a test only where a test passes its literal
