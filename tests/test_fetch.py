@@ -121,6 +121,10 @@ def test_the_params_check_reads_the_drawers_of_a_folder_or_its_zips_from_names(t
     ):
         check_against_data(data)  # the default split: drawers 15-20
     check_against_data(Data(source="folder", folder=str(one_set), split=Split((3,), (4,))))
+    # A broken symlink or a folder named like a drawing of drawer 9 is no drawing by drawer 9.
+    (one_set / "A" / "character01" / "0001_09.png").symlink_to(tmp_path / "gone.png")
+    (one_set / "B" / "character01" / "0002_09.png").mkdir()
+    assert source_drawers(folder(one_set)) == {1, 2, 3, 4}
     empty = tmp_path / "empty" / "A" / "character01"
     empty.mkdir(parents=True)
     (empty / "notes.txt").write_text("x")

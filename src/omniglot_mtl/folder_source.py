@@ -93,7 +93,9 @@ def _drawing_names(set_dir: Path) -> list[str]:
     names = []
     for alphabet in _subfolders(set_dir):
         for character in _subfolders(alphabet):
-            names += [e.name for e in os.scandir(character) if not e.is_dir(follow_symlinks=False)]
+            # is_file() follows a symlink to a file and is False for one to a folder or a broken
+            # one: the scanner's own rule (layout._not_followed).
+            names += [e.name for e in os.scandir(character) if e.is_file()]
     return names
 
 
