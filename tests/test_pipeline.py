@@ -15,6 +15,8 @@ import torch
 import yaml
 from conftest import ENV, GIT_ID, ROOT, copy_project, documented, documented_line, dvc, git, make_set, shell
 
+from omniglot_mtl.recipe import merged
+
 TINY = {
     "data": {
         "image_size": 16,
@@ -27,16 +29,7 @@ TINY = {
 
 
 def set_params(repo: Path, changes: dict) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-
-    def merge(into: dict, new: dict) -> None:
-        for k, v in new.items():
-            if isinstance(v, dict):
-                merge(into.setdefault(k, {}), v)
-            else:
-                into[k] = v
-
-    merge(params, changes)
+    params = merged(yaml.safe_load((repo / "params.yaml").read_text()), changes)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -95,7 +95,7 @@ class LossWeighting(nn.Module):
     # -- shared by every method ----------------------------------------------------------------
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        loss = torch.stack([losses[t] for t in self.tasks]).float()
+        loss = self._stack(losses)
         if self.normalize:
             loss = loss / self._update_magnitude(loss.detach())
         return self.combine(loss)
