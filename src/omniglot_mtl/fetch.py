@@ -30,7 +30,7 @@ def fetch(data: Data, out: Path, downloads: Path = DOWNLOADS) -> layout.Scan:
     Returns the scan of ``out``, with the files of the source that were not copied (because they
     are not drawings) added to its ``skipped``.
     """
-    skipped = []
+    left = layout.Scan([], [])  # what the source holds besides drawings, named in the source
     with atomic_dir(out) as tmp:
         if data.source == "synthetic":
             s = data.synthetic
@@ -48,10 +48,10 @@ def fetch(data: Data, out: Path, downloads: Path = DOWNLOADS) -> layout.Scan:
                     check_zip(path)
                     extract_zip(path, tmp)
                 else:
-                    skipped += copy_set(path, name, tmp)
+                    copy_set(path, name, tmp, left)
         scan = layout.scan_sets(tmp)
-    scan.skipped = [p for p, _ in skipped] + scan.skipped
-    scan.why |= {p: why for p, why in skipped if why}
+    scan.skipped = left.skipped + scan.skipped
+    scan.why |= left.why
     return scan
 
 
@@ -70,12 +70,13 @@ def extract_zip(archive: Path, out: Path) -> None:
     shutil.rmtree(out / "__MACOSX", ignore_errors=True)
 
 
-def copy_set(set_dir: Path, name: str, out: Path) -> list[tuple[str, str | None]]:
-    """Copy the drawings of one set folder into ``out/<name>/``; return the paths left behind
-    because they are not drawings, each with why where its name does not say (Scan.why)."""
+def copy_set(set_dir: Path, name: str, out: Path, left: layout.Scan) -> None:
+    """Copy the drawings of one set folder into ``out/<name>/``; add the entries left behind,
+    because they are not drawings, to ``left`` (with their paths in the source)."""
     scan = layout.scan_alphabets(set_dir, name)
     for drawing in scan.drawings:
         dst = out / name / drawing.path
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(set_dir / drawing.path, dst)
-    return [(f"{set_dir}/{p}", scan.why.get(p)) for p in scan.skipped]
+    for path in scan.skipped:
+        left.skip(f"{set_dir}/{path}", scan.why.get(path))
