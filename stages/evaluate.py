@@ -2,15 +2,18 @@
 
 from pathlib import Path
 
-from omniglot_mtl.devices import resolve_device
+from omniglot_mtl.environment import cap_instruction_sets
 from omniglot_mtl.errors import run_stage
-from omniglot_mtl.evaluate import write_evaluation
-from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
 
 
 def main() -> None:
     params = load_params(registries=False)  # checked by check_params
+    cap_instruction_sets(params.cpu.portable)  # before torch is imported, here:
+    from omniglot_mtl.devices import resolve_device
+    from omniglot_mtl.evaluate import write_evaluation
+    from omniglot_mtl.models import MODEL_KINDS
+
     metrics = write_evaluation(
         {kind: Path(f"models/{kind}.pt") for kind in MODEL_KINDS},
         packed_dir=Path("data/packed"),

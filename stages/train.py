@@ -13,11 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from omniglot_mtl import distributed
+# Nothing here imports torch before cpu.portable has capped the instruction sets (main).
+from omniglot_mtl.environment import cap_instruction_sets
 from omniglot_mtl.errors import run_stage
-from omniglot_mtl.models import MODEL_KINDS
 from omniglot_mtl.params import load_params
-from omniglot_mtl.train import train_model
 
 
 def declared_params(stage: str) -> tuple[str, ...]:
@@ -29,10 +28,15 @@ def declared_params(stage: str) -> tuple[str, ...]:
 
 
 def main() -> None:
+    params = load_params()
+    cap_instruction_sets(params.cpu.portable)  # before torch is imported, here:
+    from omniglot_mtl import distributed
+    from omniglot_mtl.models import MODEL_KINDS
+    from omniglot_mtl.train import train_model
+
     if len(sys.argv) != 2 or sys.argv[1] not in MODEL_KINDS:
         sys.exit(f"usage: python stages/train.py {'|'.join(MODEL_KINDS)}")
     kind = sys.argv[1]
-    params = load_params()
     if params.train.processes > 1 and not distributed.launched():
         sys.exit(distributed.relaunch(params.train.processes))
     result = train_model(

@@ -12,11 +12,13 @@ from omniglot_mtl.params import REGISTRIES
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
-# Load each stage script as a module (without running main) and list the package modules loaded.
-# One process imports the third-party libraries once, then forks a child per stage, so that each
-# child starts from no package module at all without paying for torch's import again.
+# Load each stage script as a module (without running main), import what its functions import
+# (the training stage imports torch's modules only after cpu.portable is applied), and list the
+# package modules loaded. One process imports the third-party libraries once, then forks a child
+# per stage, so that each child starts from no package module at all without paying for torch's
+# import again.
 PROBE = """
-import importlib.util, json, os, sys
+import ast, importlib, importlib.util, json, os, sys
 import dvclive, numpy, pandas, PIL.Image, torch, torchvision, tqdm, yaml
 found = {}
 for script in sys.argv[1:]:
@@ -25,6 +27,16 @@ for script in sys.argv[1:]:
         os.close(read)
         spec = importlib.util.spec_from_file_location("stage", script)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        for node in ast.walk(ast.parse(open(script).read())):
+            if isinstance(node, ast.ImportFrom) and node.module.startswith("omniglot_mtl"):
+                for alias in node.names:  # a module (from omniglot_mtl import distributed) or a name
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ModuleNotFoundError:
+                        importlib.import_module(node.module)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    importlib.import_module(alias.name)
         os.write(write, " ".join(sorted(m for m in sys.modules if m.startswith("omniglot_mtl."))).encode())
         os._exit(0)
     os.close(write)

@@ -1,20 +1,28 @@
 """The real `dvc` CLI over the real pipeline, in a temporary git repository, on tiny data."""
 
+import csv
 import hashlib
 import html.parser
+import io
 import json
+import math
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import scipy.stats
 import torch
 import yaml
 from conftest import ENV, GIT_ID, ROOT, copy_project, documented, documented_line, dvc, git, make_set, shell
+from dvc.api import DVCFileSystem
 
+from omniglot_mtl.checkpoints import load_checkpoint
+from omniglot_mtl.environment import PORTABLE_CAPS, cpu_model, usable_cpus
 from omniglot_mtl.recipe import merged
 
 TINY = {
@@ -251,12 +259,80 @@ def test_experiment_workflow(workspace):
     changed = dvc(repo, *documented("dvc params diff")[1:]).stdout
     assert re.search(r"loss\.char_weight\s+1\.0\s+2", changed), changed
 
+    # Is the difference real? Two runs, one seed each: the change and an exact McNemar test per
+    # task, recomputed here from the per-image files; then the one-line refusals.
+    RUN = {"cwd": repo, "env": ENV, "capture_output": True, "text": True, "check": True}  # noqa: N806
+    compared = documented("omniglot-mtl-compare main char-weight-2")
+    result = json.loads(subprocess.run([*compared, "--json"], **RUN).stdout)
+    assert result["mode"] == "mcnemar" and len(result["comparisons"]) == 3
+    for row in result["comparisons"]:
+        model, task = row["task"].split(".")
+        a = per_image_accuracy(repo, "main", model, task)
+        b = per_image_accuracy(repo, exp_rev(repo, "char-weight-2"), model, task)
+        only_a = sum(x and not y for x, y in zip(a, b, strict=True))
+        only_b = sum(y and not x for x, y in zip(a, b, strict=True))
+        n = only_a + only_b
+        p = min(1.0, 2 * sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n) if n else 1.0
+        assert (row["only_a"], row["only_b"], row["images"]) == (only_a, only_b, 12)
+        assert row["p_value"] == pytest.approx(p)
+        assert row["accuracy_b"] - row["accuracy_a"] == pytest.approx((only_b - only_a) / 12)
+    table = subprocess.run(compared, **RUN).stdout
+    assert "McNemar p" in table and "loss.char_weight=2" in table
 
-def test_queued_sweep(workspace):
+    def refused(*args: str) -> str:
+        done = shell(repo, " ".join(["omniglot-mtl-compare", *args]), check=False)
+        assert done.returncode == 1 and done.stdout == "", done
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        return done.stderr.strip()
+
+    assert refused("nope", "main").startswith("error: nope: no such experiment or commit")
+    assert refused("main").startswith("error: 1 evaluated run(s) to compare")
+    # A commit evaluated before per-image results existed: neither dvc.yaml nor dvc.lock has them.
+    reset_to_head(repo)
+    for name in ("dvc.yaml", "dvc.lock"):
+        spec = yaml.safe_load((repo / name).read_text())
+        outs = spec["stages"]["evaluate"]["outs"]
+        spec["stages"]["evaluate"]["outs"] = [o for o in outs if "per_image" not in json.dumps(o)]
+        (repo / name).write_text(yaml.safe_dump(spec, sort_keys=False))
+    git(repo, "commit", "-qam", "evaluated before per-image results")
+    assert refused("HEAD", "char-weight-2") == (
+        f"error: HEAD: no metrics/evaluate/per_image/multi_input.csv in its commit "
+        f"{git(repo, 'rev-parse', '--short=7', 'HEAD').strip()}: it was evaluated before per-image "
+        "results existed; rerun it (dvc exp run) to compare it"
+    )
+    # A commit whose test images are others (here: one path changed).
+    git(repo, "checkout", "-q", "HEAD~1", "--", "dvc.yaml", "dvc.lock")
+    dvc(repo, "checkout", "--force")
+    for name in ("multi_input", "multi_output"):
+        path = repo / "metrics" / "evaluate" / "per_image" / f"{name}.csv"
+        text = path.read_text()
+        path.unlink()  # not written through: the file may be a link into DVC's cache
+        path.write_text(text.replace("/character01/", "/character99/", 1))
+    dvc(repo, "commit", "-f", "evaluate")
+    git(repo, "commit", "-qam", "other test images")
+    assert refused("HEAD", "char-weight-2").startswith(
+        "error: HEAD and char-weight-2 were tested on different images"
+    )
+
+
+def per_image_accuracy(repo: Path, rev: str, model: str, task: str) -> list[int]:
+    """The 0/1 answers of one experiment's model on each test image, as its commit names them."""
+    text = DVCFileSystem(str(repo), rev=rev).read_text(f"metrics/evaluate/per_image/{model}.csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [int(r["image"]) for r in rows] == list(range(len(rows)))
+    assert all(int(r[f"{task}_correct"]) == (r[task] == r[f"{task}_predicted"]) for r in rows)
+    return [int(r[f"{task}_correct"]) for r in rows]
+
+
+def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(workspace):
+    """README's sweep, two weights by two seeds here, through DVC's queue; then
+    omniglot-mtl-compare groups the runs by every param but seed and compares the groups. Its
+    figures are recomputed here from the per-image files in each experiment's commit."""
     repo = workspace
-    before = len(exp_rows(repo))
-    baseline = json.loads(git(repo, "show", "HEAD:metrics/evaluate.json"))
-    dvc(repo, *documented("dvc exp run --queue -S loss.char_weight=0.5,2")[1:])
+    sweep = documented(
+        "dvc exp run --queue -S loss.char_weight=1,2 -S seed=0,1,2", {"seed=0,1,2": "seed=0,1"}
+    )
+    dvc(repo, *sweep[1:])
     # One worker: with `-j 2` one experiment failed in about 1 of 12 runs of this test here, as
     # DVC's open worker race (treeverse/dvc#10673) describes.
     dvc(repo, *documented("dvc queue start")[1:])
@@ -272,20 +348,68 @@ def test_queued_sweep(workspace):
         for name in failed
     )
     assert not failed, f"{status}\n{logs}"
-    assert status.count("Success") == 2, status
+    assert status.count("Success") == 4, status
     done = [line.split()[1] for line in status.splitlines() if " Success" in line]
-    log = dvc(repo, *documented("dvc queue logs <name>", {"<name>": done[0]})[1:]).stdout
-    assert "Running stage 'train_multi_output'" in log
+    logs = [dvc(repo, *documented("dvc queue logs <name>", {"<name>": name})[1:]).stdout for name in done]
+    # Three trained; the one of the commit's own params found every stage unchanged.
+    assert sum("Running stage 'train_multi_output'" in log for log in logs) == 3
     dvc(repo, *documented("dvc queue remove --failed")[1:])  # the clean-up after a failure; none here
     rows = exp_rows(repo)
-    assert len(rows) == before + 2
-    weights = [r["params"]["loss"]["char_weight"] for r in rows]
-    assert weights.count(0.5) == 1 and weights.count(2) == 1
-    # Every queued run evaluated both models on the same 12 test images; the multi-input model
-    # (which no loss weight touches) came from the baseline every time.
-    for row in rows:
+    assert sorted((float(r["params"]["loss"]["char_weight"]), r["params"]["seed"]) for r in rows) == [
+        (1, 0),
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),  # the commit, then the four experiments
+    ]
+    for row in rows:  # every run evaluated both models on the same 12 test images
         assert row["metrics"]["test_images"] == 12
-        assert row["metrics"]["multi_input"] == baseline["multi_input"]
+
+    out = shell(repo, documented_line("omniglot-mtl-compare --json")).stdout
+    result = json.loads(out)
+    assert result["mode"] == "seeds" and result["differing"] == ["loss.char_weight"]
+    assert [(g["label"], sorted(g["seeds"])) for g in result["groups"]] == [
+        ("loss.char_weight=1", [0, 1]),
+        ("loss.char_weight=2", [0, 1]),
+    ]
+    # The commit and the experiment of its own params are one run, named twice.
+    assert any("=" in name for name in result["groups"][0]["runs"])
+    revs = {}
+    for commit in json.loads(dvc(repo, "exp", "show", "--json").stdout)[1:]:
+        for entry in [commit] + [e["revs"][0] for e in commit.get("experiments") or []]:
+            params = entry["data"]["params"]["params.yaml"]["data"]
+            revs.setdefault((float(params["loss"]["char_weight"]), params["seed"]), entry["rev"])
+    by_task = {r["task"]: r for r in result["comparisons"]}
+    assert sorted(by_task) == ["multi_input.character", "multi_output.alphabet", "multi_output.character"]
+    for name, row in by_task.items():
+        model, task = name.split(".")
+        a = [statistics.mean(per_image_accuracy(repo, revs[1.0, seed], model, task)) for seed in (0, 1)]
+        b = [statistics.mean(per_image_accuracy(repo, revs[2.0, seed], model, task)) for seed in (0, 1)]
+        assert row["mean_a"] == pytest.approx(statistics.mean(a)) and row["sd_a"] == pytest.approx(
+            statistics.stdev(a)
+        )
+        assert row["mean_b"] == pytest.approx(statistics.mean(b)) and row["sd_b"] == pytest.approx(
+            statistics.stdev(b)
+        )
+        if statistics.stdev(a) or statistics.stdev(b):
+            welch = scipy.stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+            assert (row["low"], row["high"]) == (pytest.approx(welch.low), pytest.approx(welch.high))
+        assert row["exceeds_spread"] == (row["low"] > 0 or row["high"] < 0)
+    # A loss weight does not touch the multi-input model: the same answers in both groups.
+    assert by_task["multi_input.character"]["difference"] == 0
+
+    table = shell(repo, documented_line("omniglot-mtl-compare")).stdout
+    assert "loss.char_weight=2" in table and "seed-to-seed spread" in table
+    markdown = shell(repo, documented_line("omniglot-mtl-compare --md")).stdout
+    assert "| group | params | seeds | runs |" in markdown
+
+
+def exp_rev(repo: Path, name: str) -> str:
+    for commit in json.loads(dvc(repo, "exp", "show", "--json").stdout)[1:]:
+        for exp in commit.get("experiments") or []:
+            if exp["revs"][0]["name"] == name:
+                return exp["revs"][0]["rev"]
+    raise AssertionError(f"no experiment {name}")
 
 
 def reset_to_head(repo: Path) -> None:
@@ -307,7 +431,7 @@ def output_hashes(repo: Path) -> dict[str, str]:
 def test_bad_params_fail_before_any_output_is_deleted(workspace):
     repo = workspace
     before = output_hashes(repo)
-    assert len(before) == 16
+    assert len(before) == 18
     committed = yaml.safe_load((repo / "params.yaml").read_text())
     renamed = {("trian" if k == "train" else k): v for k, v in committed.items()}
     cases = [
@@ -316,7 +440,11 @@ def test_bad_params_fail_before_any_output_is_deleted(workspace):
             committed | {"train": committed["train"] | {"epochs": 0}},
             "train.epochs: must be >= 1, got 0",
         ),
-        (["repro"], renamed, "trian: unknown key; did you mean train? (known: data, device, loss, model, "),
+        (
+            ["repro"],
+            renamed,
+            "trian: unknown key; did you mean train? (known: cpu, data, device, loss, model, ",
+        ),
         (
             ["repro"],
             committed | {"loss": committed["loss"] | {"char_wieght": 2}},
@@ -396,6 +524,45 @@ def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_y
                 assert recorded[name] == expected, (kind, name)
 
 
+def test_cpu_portable_caps_the_stages_torch_and_fixes_threads(workspace):
+    """cpu.portable (the default) reaches the training stages' torch: AVX2 kernels and 2 threads,
+    recorded in the checkpoint; the machine's model goes to an untracked file beside it. With
+    portable off, the stage runs this machine's own kernels on all its CPUs."""
+    repo = workspace
+    path = repo / "models" / "multi_output.pt"
+    env = torch.load(path, weights_only=True)["environment"]
+    assert {k: env.get(k) for k in PORTABLE_CAPS} == PORTABLE_CAPS
+    assert env["cpu_capability"] == "AVX2" and env["threads"] == 2 and "cpu" not in env
+    note = json.loads((repo / "models" / "multi_output.machine.json").read_text())
+    assert note["checkpoint_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert note["cpu"] == cpu_model()
+    assert git(repo, "status", "--porcelain") == ""  # the notes are ignored, not left untracked
+
+    set_params(repo, {"cpu": {"portable": False}})
+    assert ran(dvc(repo, "repro", "train_multi_input").stdout) == ["check_params", "train_multi_input"]
+    env = torch.load(repo / "models" / "multi_input.pt", weights_only=True)["environment"]
+    assert not set(PORTABLE_CAPS) & set(env)
+    uncapped = {k: v for k, v in ENV.items() if k not in PORTABLE_CAPS}
+    probe = [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"]
+    own = subprocess.run(probe, env=uncapped, capture_output=True, text=True, check=True).stdout.strip()
+    assert env["cpu_capability"] == own and env["threads"] == usable_cpus()
+
+
+def test_capping_after_torch_is_imported_is_refused():
+    """A cap set after torch's import may reach one library and not another: refused."""
+    code = (
+        "import torch\n"
+        "from omniglot_mtl.environment import cap_instruction_sets\n"
+        "cap_instruction_sets(True)\n"
+    )
+    uncapped = {k: v for k, v in ENV.items() if k not in PORTABLE_CAPS}
+    done = subprocess.run([sys.executable, "-c", code], env=uncapped, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "RuntimeError: cpu.portable: torch was imported before the instruction sets were capped"
+    )
+
+
 def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(workspace):
     repo = workspace
     recipe = yaml.safe_load((repo / "recipes" / "convnet.yaml").read_text())
@@ -406,7 +573,9 @@ def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(worksp
     assert shown.startswith(
         "$ dvc exp run -S model.backbone=convnet -S data.image_size=32 -S train.epochs=40 "
     )
-    assert shown.endswith(" -S train.augment.shift=0.06 -n convnet-1-epoch -S train.epochs=1")
+    assert shown.endswith(
+        " -S train.augment.shift=0.06 -S cpu.portable=false -n convnet-1-epoch -S train.epochs=1"
+    )
     # Every value of the recipe is in the experiment's params.yaml; the -S given after it wins.
     (row,) = [r for r in exp_rows(repo) if r["name"] == "convnet-1-epoch"]
     expected = recipe | {"train": recipe["train"] | {"epochs": 1}}
@@ -450,7 +619,7 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
         text=True,
     ).stdout
     assert (
-        printed.startswith("-S model.backbone=convnet -S data.image_size=32 ") and printed.count("-S") == 15
+        printed.startswith("-S model.backbone=convnet -S data.image_size=32 ") and printed.count("-S") == 16
     )
 
 
@@ -472,7 +641,9 @@ def test_two_training_processes_are_one_param_and_train_what_one_process_does(wo
     )
     assert sorted(p.name for p in (repo / "models").iterdir()) == [
         ".gitignore",
+        "multi_input.machine.json",
         "multi_input.pt",
+        "multi_output.machine.json",
         "multi_output.pt",
     ]
     for kind, reference in one.items():
@@ -626,6 +797,30 @@ def test_a_sweep_split_over_two_machines_comes_together_through_the_remotes(pipe
     assert (d / "models" / "multi_output.pt").read_bytes() == model_a
     assert json.loads((d / "metrics" / "evaluate.json").read_text()) == metrics_a
     assert "up to date" in dvc(d, "status").stdout
+
+    # Another project takes the models as DVC artifacts: versions are git tags. The baseline's
+    # model becomes v1.0.0, the chosen experiment's v1.1.0 (the latest).
+    baseline = documented_line(
+        'git tag -a multi_output@v1.0.0 -m "<message>" && git push origin multi_output@v1.0.0',
+        {'"<message>"': "baseline"},
+    )
+    shell(c, f"git checkout -q HEAD~1 && {baseline} && git checkout -q -")
+    newer = documented_line(
+        'git tag -a multi_output@v1.0.0 -m "<message>" && git push origin multi_output@v1.0.0',
+        {'"<message>"': "char_weight 0.5"},
+    )
+    shell(c, newer.replace("v1.0.0", "v1.1.0"))
+    other = tmp_path / "other-project"
+    other.mkdir()
+    dvc(other, *documented("dvc artifacts get <repo> multi_output", {"<repo>": str(origin)})[1:])
+    assert (other / "multi_output.pt").read_bytes() == model_a
+    older = documented(
+        "dvc artifacts get <repo> multi_output --rev v1.0.0 -o baseline.pt", {"<repo>": str(origin)}
+    )
+    dvc(other, *older[1:])
+    assert (other / "baseline.pt").read_bytes() == (repo / "models" / "multi_output.pt").read_bytes()
+    model, checkpoint = load_checkpoint(other / "baseline.pt")
+    assert checkpoint["params"]["loss"]["char_weight"] == 1.0
 
 
 def test_readme_exp_show_views_fit_a_terminal(pipeline):

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .environment import usable_cpus
+from .environment import PORTABLE_THREADS, usable_cpus
 from .errors import InputError
 
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -134,10 +134,11 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
-def threads_per_process(setting: int | str, processes: int | None = None) -> int:
+def threads_per_process(setting: int | str, processes: int | None = None, portable: bool = False) -> int:
     """Intra-op threads for each training process: ``train.threads``, or for ``auto`` the CPUs
     this process may run on, divided among the ``processes`` on this machine (by default those
-    the launcher started, ``LOCAL_WORLD_SIZE``).
+    the launcher started, ``LOCAL_WORLD_SIZE``); under ``cpu.portable``, ``auto`` is
+    ``PORTABLE_THREADS`` on every machine.
 
     ``auto`` is a fixed number for a given machine, never a guess from its current load: the
     thread count changes how reductions are split, and so the checkpoint's bytes (measured:
@@ -146,6 +147,8 @@ def threads_per_process(setting: int | str, processes: int | None = None) -> int
     """
     if setting != "auto":
         return int(setting)
+    if portable:
+        return PORTABLE_THREADS
     processes = processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, usable_cpus() // processes)
 

@@ -1,23 +1,49 @@
-"""What a result was made with: library versions and the processor.
+"""What a result was made with, and ``cpu.portable``, which makes CPU families agree.
 
-Floating-point results depend on them: the same code, params and data give byte-identical
-checkpoints on the same processor model with the same versions, and figures that differ in the
-3rd or 4th digit on another CPU family (oneDNN and MKL pick their kernels, and so the order of
-their sums, by the instruction sets they find). Stored in every checkpoint.
+Floating-point results depend on the library versions, the instruction sets oneDNN, MKL and
+PyTorch's kernels pick (and so the order of their sums) and the thread count. The same code,
+params and data give byte-identical checkpoints where those agree. A checkpoint records exactly
+those facts (:func:`determinants`), so that two machines that compute the same bytes write the
+same file; the rest of the machine (its CPU model, Python, the other packages) goes to a side
+file DVC does not track (:func:`machine`).
+
+No torch at import: ``cap_instruction_sets`` must run before torch is imported.
 """
 
+import hashlib
 import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
+from .atomic import write_json
 
-# Variables that cap the instruction sets oneDNN, MKL and PyTorch's kernels use (and so change
-# the results' last digits): recorded when set.
-CPU_CAPS = ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY")
+# cpu.portable: the instruction sets every x86-64 CPU since 2013 (Intel Haswell, AMD Zen) has.
+# oneDNN (convolutions), MKL (matrix products) and PyTorch's own kernels read these variables
+# once, when they first compute. Measured: an AVX2-only EPYC and an AVX-512 EPYC capped so give
+# the same weights (docs/reproducibility.md).
+PORTABLE_CAPS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+# ... and one thread count everywhere: threads split the reductions, and so change the bytes.
+PORTABLE_THREADS = 2
+# The packages whose code computes a checkpoint's bytes (decoding and packing ran before).
+COMPUTING = ("torch", "torchvision", "numpy")
 PACKAGES = ("torchvision", "numpy", "pillow", "dvc", "dvclive", "torchmetrics")
+
+
+def cap_instruction_sets(portable: bool) -> None:
+    """With ``portable``, set :data:`PORTABLE_CAPS` for this process and those it starts.
+
+    A stage calls it right after reading its params, before anything imports torch: a variable
+    set later may be read too late by one library and in time by another. On a CPU that is not
+    x86-64 (an ARM Mac) there is nothing to cap; threads are still fixed.
+    """
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if not portable or not x86 or all(os.environ.get(k) == v for k, v in PORTABLE_CAPS.items()):
+        return
+    if "torch" in sys.modules:
+        raise RuntimeError("cpu.portable: torch was imported before the instruction sets were capped")
+    os.environ.update(PORTABLE_CAPS)
 
 
 def usable_cpus() -> int:
@@ -37,21 +63,46 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe(device: torch.device) -> dict[str, str]:
-    env = {
-        "python": platform.python_version(),
+def determinants(device, threads: int) -> dict[str, str | int]:
+    """What decides a training run's bytes besides code, params and data: stored in the
+    checkpoint. Two machines that agree on all of it have been seen to agree to the byte
+    (docs/reproducibility.md says which); the CPU model is left out, since two models that run
+    the same kernels write the same weights."""
+    import torch
+
+    return {
         # With its build (2.14.1+cu130, 2.14.1+cpu); str(): weights_only loading refuses the subclass.
         "torch": str(torch.__version__),
-        **{name: _version(name) for name in PACKAGES},
-        "platform": f"{sys.platform} {platform.machine()}",
-        "cpu": cpu_model(),
-        # The widest instruction set PyTorch's own CPU kernels use here (e.g. AVX512, AVX2).
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **{name: _version(name) for name in COMPUTING[1:]},
         "device": str(device),
-        **{name: os.environ[name] for name in CPU_CAPS if name in os.environ},
+        # The widest instruction set PyTorch's own CPU kernels use here (AVX512, AVX2): under
+        # cpu.portable, AVX2 on every CPU that has it.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads,
+        **{name: os.environ[name] for name in PORTABLE_CAPS if name in os.environ},
     }
     # A GPU's model and CUDA version belong here too; not written before a GPU can test them.
-    return env
+
+
+def machine() -> dict[str, str]:
+    """The rest of the machine a run was made on: for the side file, not the checkpoint."""
+    return {
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "platform": f"{sys.platform} {platform.machine()}",
+        **{name: _version(name) for name in PACKAGES},
+    }
+
+
+def write_machine_note(checkpoint: Path) -> Path:
+    """Write ``<checkpoint>.machine.json``: :func:`machine` and the sha256 of the checkpoint it
+    made. Untracked by DVC and git, so it cannot make two machines' dvc.lock differ; the hash
+    tells whether it still describes the checkpoint beside it (one DVC restored from its cache
+    was made elsewhere)."""
+    note = checkpoint.with_suffix(".machine.json")
+    made = {"checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(), **machine()}
+    write_json(note, made)
+    return note
 
 
 def _version(name: str) -> str:

@@ -9,8 +9,11 @@ Writes ``metrics/evaluate.json``::
                                      predicted alphabet},
      "test_images": N}
 
-and plot data under ``metrics/evaluate/``: character accuracy per alphabet for both models, and
-one (actual, predicted) alphabet row per test image for DVC's confusion template.
+plot data under ``metrics/evaluate/``: character accuracy per alphabet for both models, and
+one (actual, predicted) alphabet row per test image for DVC's confusion template; and under
+``metrics/evaluate/per_image/<model>.csv`` one row per test image (its row in the test split,
+its path, and per task the true class, the predicted class and whether they agree), which
+``omniglot-mtl-compare`` pairs image by image across experiments.
 """
 
 from pathlib import Path
@@ -26,6 +29,8 @@ from .index import names_by_index, read_maps
 from .inference import predict
 from .packed import load_split
 from .tasks import ALPHABET, CHARACTER, MAPS
+
+PER_IMAGE = "per_image"  # the folder of per-image results under the plots folder
 
 
 def task_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -57,10 +62,27 @@ def character_alphabet(alphabets: dict[str, int], characters: dict[str, int]) ->
     return table
 
 
+def per_image(
+    paths: pd.Series, labels: dict[str, torch.Tensor], predicted: dict[str, torch.Tensor]
+) -> pd.DataFrame:
+    """One row per test image: ``image`` (its row in the test split), ``path``, and per task
+    ``<task>`` (the true class index), ``<task>_predicted`` and ``<task>_correct`` (0 or 1)."""
+    frame = pd.DataFrame({"image": range(len(paths)), "path": paths.to_numpy()})
+    for task, pred in predicted.items():
+        true, pred = labels[task].cpu().numpy(), pred.cpu().numpy()
+        frame[task], frame[f"{task}_predicted"], frame[f"{task}_correct"] = (
+            true,
+            pred,
+            (true == pred).astype(int),
+        )
+    return frame
+
+
 def evaluate(
     model_paths: dict[str, Path], packed_dir: Path, index_dir: Path, device: torch.device
-) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Return ``(metrics, per_alphabet, alphabet_confusion)`` for the checkpoints in ``model_paths``."""
+) -> tuple[dict, pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Return ``(metrics, per_alphabet, alphabet_confusion, {model: per_image})`` for the
+    checkpoints in ``model_paths``."""
     alphabets, characters = read_maps(index_dir)
     alphabet_names = names_by_index(alphabets)
     test = load_split(packed_dir, "test").to(device)
@@ -68,6 +90,7 @@ def evaluate(
     char_to_alpha = character_alphabet(alphabets, characters).to(device)
     metrics: dict = {}
     per_alphabet = []
+    predicted = {}
     confusion = None
     for kind, path in model_paths.items():
         model, checkpoint = load_checkpoint(path, device)
@@ -75,6 +98,7 @@ def evaluate(
             raise InputError(f"{path}: trained on other index maps than {index_dir}; retrain it (dvc repro)")
         logits = predict(model, test)
         metrics[kind] = {t: task_metrics(logits[t], test.labels[t]) for t in model.tasks}
+        predicted[kind] = {t: logits[t].argmax(1) for t in model.tasks}
         correct = (logits[CHARACTER].argmax(1) == true_char).float()
         hits = torch.zeros(len(alphabets), device=device).index_add_(0, true_alpha, correct)
         counts = torch.bincount(true_alpha, minlength=len(alphabets)).clamp(min=1)
@@ -98,7 +122,9 @@ def evaluate(
                 }
             )
     metrics["test_images"] = len(test)
-    return metrics, pd.concat(per_alphabet, ignore_index=True), confusion
+    paths = pd.read_csv(Path(index_dir) / "test.csv", usecols=["path"])["path"]  # the packed split's rows
+    images = {kind: per_image(paths, test.labels, answers) for kind, answers in predicted.items()}
+    return metrics, pd.concat(per_alphabet, ignore_index=True), confusion, images
 
 
 def write_evaluation(
@@ -109,9 +135,12 @@ def write_evaluation(
     metrics_path: Path,
     plots_dir: Path,
 ) -> dict:
-    metrics, per_alphabet, confusion = evaluate(model_paths, packed_dir, index_dir, device)
+    metrics, per_alphabet, confusion, images = evaluate(model_paths, packed_dir, index_dir, device)
     with atomic_dir(plots_dir) as tmp:
         per_alphabet.to_csv(tmp / "character_accuracy_per_alphabet.csv", index=False)
         confusion.to_csv(tmp / "alphabet_confusion.csv", index=False)
+        (tmp / PER_IMAGE).mkdir()
+        for kind, frame in images.items():
+            frame.to_csv(tmp / PER_IMAGE / f"{kind}.csv", index=False)
         write_json(metrics_path, metrics)
     return metrics

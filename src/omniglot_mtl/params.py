@@ -231,9 +231,17 @@ class Loss:
 
 
 @dataclass(frozen=True)
+class Cpu:
+    # Cap the instruction sets at AVX2 and train.threads: auto at 2, so that x86-64 CPUs of
+    # different families compute the same bytes (environment.py, docs/reproducibility.md).
+    portable: bool = True
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     device: str = "auto"
+    cpu: Cpu = field(default_factory=Cpu)
     data: Data = field(default_factory=Data)
     train: Train = field(default_factory=Train)
     model: Model = field(default_factory=Model)

@@ -11,7 +11,7 @@ from .atomic import atomic_dir
 from .checkpoints import save_checkpoint
 from .devices import resolve_device, resolve_precision
 from .distributed import close_world, device_for, init_world, threads_per_process
-from .environment import describe
+from .environment import determinants, write_machine_note
 from .errors import InputError
 from .index import read_maps
 from .models import ModelConfig, build_model
@@ -39,17 +39,18 @@ def train_model(
     sections ``recorded`` (the training stage passes those it declares in dvc.yaml; None: all).
     """
     device = device_for(resolve_device(params.device))
-    torch.set_num_threads(threads_per_process(params.train.threads))
+    threads = threads_per_process(params.train.threads, portable=params.cpu.portable)
+    torch.set_num_threads(threads)
     world = init_world(device)
     try:
         paths = (packed_dir, index_dir, model_path, metrics_dir)
-        return _train(params, kind, *paths, device, world, recorded)
+        return _train(params, kind, *paths, device, world, threads, recorded)
     finally:
         close_world(world)
 
 
 def _train(
-    params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world, recorded
+    params, kind, packed_dir, index_dir, model_path, metrics_dir, device, world, threads, recorded
 ) -> FitResult:
     torch.manual_seed(params.seed)
     # auto becomes what this machine computes natively; the checkpoint records what was used.
@@ -97,9 +98,11 @@ def _train(
                 "best_epoch": result.best_epoch,
                 "precision": cfg.precision,
                 "val_accuracy": result.best_val,
-                "environment": describe(device) | ({"processes": world.size} if world.size > 1 else {}),
+                "environment": determinants(device, threads)
+                | ({"processes": world.size} if world.size > 1 else {}),
             },
         )
+    write_machine_note(model_path)
     return result
 
 

@@ -1,0 +1,67 @@
+"""omniglot-mtl-compare's statistics on hand-computed cases. The command itself runs over a real
+`dvc exp` sweep in tests/test_pipeline.py."""
+
+import math
+
+import pytest
+
+from omniglot_mtl import stats
+
+
+def answers(both: int, only_a: int, only_b: int, neither: int) -> tuple[list[int], list[int]]:
+    a = [1] * both + [1] * only_a + [0] * only_b + [0] * neither
+    b = [1] * both + [0] * only_a + [1] * only_b + [0] * neither
+    return a, b
+
+
+def test_mcnemar_exact_p_value_by_hand():
+    # 8 discordant images, 1 favours A and 7 favour B: P(X <= 1 | n=8, 1/2) = (1 + 8) / 256,
+    # two-sided 18 / 256.
+    test = stats.mcnemar(*answers(both=10, only_a=1, only_b=7, neither=5))
+    assert (test.only_a, test.only_b) == (1, 7)
+    assert test.p_value == pytest.approx(18 / 256, rel=1e-12)
+    assert test.accuracy_a == pytest.approx(11 / 23) and test.accuracy_b == pytest.approx(17 / 23)
+    assert test.change == pytest.approx(6 / 23)
+
+
+def test_mcnemar_without_discordant_images_or_with_an_even_split_is_p_1():
+    assert stats.mcnemar(*answers(both=4, only_a=0, only_b=0, neither=2)).p_value == 1.0
+    assert stats.mcnemar(*answers(both=4, only_a=5, only_b=5, neither=2)).p_value == 1.0
+
+
+def test_mcnemar_large_counts_match_the_binomial_sum():
+    test = stats.mcnemar(*answers(both=900, only_a=40, only_b=70, neither=300))
+    n = 110
+    tail = sum(math.comb(n, k) for k in range(41)) / 2**n
+    assert test.p_value == pytest.approx(2 * tail, rel=1e-9)
+
+
+def test_mcnemar_refuses_answers_of_different_lengths():
+    with pytest.raises(ValueError, match="two equal"):
+        stats.mcnemar([1, 0], [1, 0, 1])
+
+
+def test_seed_groups_mean_sd_and_welch_interval_by_hand():
+    a = stats.Group((0.30, 0.32, 0.34))
+    b = stats.Group((0.34, 0.36, 0.38))
+    assert (a.mean, a.sd) == (pytest.approx(0.32), pytest.approx(0.02))
+    diff = stats.difference(a, b)
+    # Equal spreads and sizes: Welch's degrees of freedom are 2 (n - 1) = 4; t(0.975, 4) = 2.776445;
+    # se = sqrt(2 * 0.02^2 / 3) = 0.0163299.
+    assert diff.dof == pytest.approx(4)
+    half = 2.776445 * math.sqrt(2 * 0.02**2 / 3)
+    assert (diff.difference, diff.low, diff.high) == (
+        pytest.approx(0.04),
+        pytest.approx(0.04 - half, abs=1e-6),
+        pytest.approx(0.04 + half, abs=1e-6),
+    )
+    assert not diff.exceeds_spread  # -0.0053 .. 0.0853
+    far = stats.difference(a, stats.Group((0.40, 0.42, 0.44)))
+    assert far.low == pytest.approx(0.10 - half, abs=1e-6) and far.exceeds_spread
+
+
+def test_seed_groups_without_spread():
+    same = stats.difference(stats.Group((0.5, 0.5)), stats.Group((0.6, 0.6)))
+    assert (same.low, same.high) == (pytest.approx(0.1), pytest.approx(0.1)) and same.exceeds_spread
+    with pytest.raises(ValueError, match="two seeds"):
+        stats.difference(stats.Group((0.5,)), stats.Group((0.6, 0.7)))
