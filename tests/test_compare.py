@@ -1,11 +1,14 @@
-"""omniglot-mtl-compare's statistics on hand-computed cases. The command itself runs over a real
-`dvc exp` sweep in tests/test_pipeline.py."""
+"""omniglot-mtl-compare's statistics on hand-computed cases, and its test-set check. The command
+itself runs over real `dvc exp` runs in tests/test_pipeline.py."""
 
 import math
 
+import pandas as pd
 import pytest
 
 from omniglot_mtl import stats
+from omniglot_mtl.compare import same_images
+from omniglot_mtl.errors import InputError
 
 
 def answers(both: int, only_a: int, only_b: int, neither: int) -> tuple[list[int], list[int]]:
@@ -65,3 +68,37 @@ def test_seed_groups_without_spread():
     assert (same.low, same.high) == (pytest.approx(0.1), pytest.approx(0.1)) and same.exceeds_spread
     with pytest.raises(ValueError, match="two seeds"):
         stats.difference(stats.Group((0.5,)), stats.Group((0.6, 0.7)))
+
+
+def per_image(paths, true, predicted) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "image": range(len(paths)),
+            "path": paths,
+            "character": true,
+            "character_predicted": predicted,
+            "character_correct": [int(t == p) for t, p in zip(true, predicted, strict=True)],
+        }
+    )
+
+
+def test_runs_tested_on_other_images_are_refused():
+    paths = ["s/A/character01/0001_18.png", "s/A/character02/0002_18.png"]
+    first = {"multi_input": per_image(paths, [0, 1], [0, 0])}
+    same = {"multi_input": per_image(paths, [0, 1], [1, 1])}
+    answers = same_images({"main": first, "exp": same}, "exp")
+    assert list(answers) == ["multi_input.character"] and list(answers["multi_input.character"]) == [0, 1]
+    others = {
+        "another image": {
+            "multi_input": per_image([paths[0], "s/A/character02/0003_18.png"], [0, 1], [0, 1])
+        },
+        "other index maps": {"multi_input": per_image(paths, [1, 0], [1, 0])},
+        "another model": {"multi_output": per_image(paths, [0, 1], [0, 1])},
+    }
+    for name, frames in others.items():
+        with pytest.raises(InputError) as refused:
+            same_images({"main": first, name: frames}, name)
+        assert str(refused.value) == (
+            f"main and {name} were tested on different images (their test paths or true classes "
+            "differ: other data or index maps); compare runs of one data set"
+        )

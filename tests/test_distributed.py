@@ -138,6 +138,10 @@ def test_threads_auto_is_this_machines_cpus_shared_by_its_processes(monkeypatch)
     assert threads_per_process("auto") == max(1, cpus // 2)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus + 1))
     assert threads_per_process("auto") == 1
+    # cpu.portable: 2 in all on every machine, shared the same way; a number is a number.
+    assert threads_per_process("auto", processes=1, portable=True) == 2
+    assert threads_per_process("auto", processes=2, portable=True) == 1
+    assert threads_per_process(3, portable=True) == 3
     for bad, message in (
         (0, "train.threads: must be auto or a number >= 1, got 0"),
         ("fast", "train.threads: must be auto or a number >= 1, got 'fast'"),

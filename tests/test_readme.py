@@ -70,7 +70,16 @@ RUN_BY = {
         None,
     ),
     "python benchmarks/cpu_study.py isa ../shared/omniglot/images_background": (REAL_DATA, None),
-    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background": (REAL_DATA, None),
+    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --vary loss.char_weight=1,2": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background -S cpu.portable=false "
+    "--vary train.precision=fp32,bf16": (REAL_DATA, None),
+    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --vs-notebook --keep": (
+        REAL_DATA,
+        None,
+    ),
     "python benchmarks/cpu_study.py sharing ../shared/omniglot/images_background --repeat 3": (
         REAL_DATA,
         None,

@@ -22,6 +22,7 @@ import io
 import json
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +31,9 @@ import yaml
 
 from . import stats
 from .errors import InputError, run_stage
-from .evaluate import PER_IMAGE
 
-PER_IMAGE_DIR = f"metrics/evaluate/{PER_IMAGE}"
-MODELS = {"multi_input": ("character",), "multi_output": ("alphabet", "character")}
-TASKS = [f"{model}.{task}" for model, tasks in MODELS.items() for task in tasks]
+# The evaluate stage's output (dvc.yaml); evaluate.py itself would import torch.
+PER_IMAGE_DIR = "metrics/evaluate/per_image"
 
 
 @dataclass
@@ -68,19 +67,16 @@ def flatten(params: dict, prefix: str = "") -> dict:
     return flat
 
 
-def list_runs(repo: Path) -> list[tuple[str, str, dict]]:
-    """``(name, rev, params)`` of the current commit and of each of its finished experiments."""
-    done = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
-    if done.returncode:
-        raise InputError(f"dvc exp show: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
+def list_runs(project) -> list[tuple[str, str, dict]]:
+    """``(name, rev, params)`` of the current commit and of each of its finished experiments, as
+    ``dvc exp show`` lists them (``project``: an open ``dvc.repo.Repo``)."""
     runs = []
-    for commit in json.loads(done.stdout)[1:]:  # [0] is the workspace
-        entries = [(commit, None)] + [
-            (e["revs"][0], e.get("executor")) for e in commit.get("experiments") or []
-        ]
-        for entry, executor in entries:
+    for commit in project.experiments.show(hide_queued=True, hide_failed=True, hide_workspace=True):
+        commit = commit.dumpd()
+        entries = [commit] + [e["revs"][0] for e in commit.get("experiments") or []]
+        for entry in entries:
             data = entry.get("data") or {}
-            if (executor or {}).get("state") in ("queued", "running", "failed") or not data:
+            if not data:
                 continue  # nothing evaluated to compare
             params = data.get("params", {}).get("params.yaml", {}).get("data", {})
             runs.append((entry.get("name") or entry["rev"][:7], entry["rev"], flatten(params)))
@@ -111,75 +107,104 @@ def _git(repo: Path, *args: str) -> str | None:
     return None if done.returncode else done.stdout
 
 
-def read_per_image(repo: Path, run: Run) -> dict[str, pd.DataFrame]:
-    """The run's per-image results, a DVC output, as its commit's dvc.lock names them."""
-    from dvc.api import DVCFileSystem  # DVC's import costs a second; --help should not pay it
+def read_per_image(project, run: Run) -> dict[str, pd.DataFrame]:
+    """The run's per-image results, ``{model: frame}``, a DVC output, as its commit's dvc.lock
+    names them."""
     from dvc.exceptions import DvcException
 
-    fs = DVCFileSystem(str(repo), rev=run.rev)
     frames = {}
-    for model in MODELS:
-        path = f"{PER_IMAGE_DIR}/{model}.csv"
-        if not fs.exists(path):
+    with project.switch(run.rev):
+        fs = project.dvcfs
+        if not fs.isdir(PER_IMAGE_DIR):
             raise InputError(
-                f"{run.name}: no {path} in its commit {run.rev[:7]}: it was evaluated before "
-                "per-image results existed; rerun it (dvc exp run) to compare it"
+                f"{run.name}: no {PER_IMAGE_DIR}/ in its commit {run.rev[:7]}: it was evaluated "
+                "before per-image results existed; rerun it (dvc exp run) to compare it"
             )
         try:
-            frames[model] = pd.read_csv(io.StringIO(fs.read_text(path)))
+            for path in sorted(fs.ls(PER_IMAGE_DIR, detail=False)):
+                frames[Path(path).stem] = pd.read_csv(io.StringIO(fs.read_text(path)))
         except (DvcException, FileNotFoundError):
             raise InputError(
-                f"{run.name}: {path} is not in this machine's DVC cache; fetch it first "
+                f"{run.name}: {PER_IMAGE_DIR}/ is not in this machine's DVC cache; fetch it first "
                 "(dvc exp pull <remote> for an experiment, dvc pull for a commit)"
             ) from None
     return frames
 
 
+def open_project(path: Path):
+    """The DVC project at ``path``, opened once for every read (DVC's import costs a second)."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        return Repo(str(path))
+    except NotDvcRepoError:
+        raise InputError(
+            f"{path}: not a DVC project; run omniglot-mtl-compare in the project's folder"
+        ) from None
+
+
 def load(repo: Path, selected: list[str]) -> list[Run]:
     """The runs named in ``selected`` (all of the current commit's when empty), with their
     per-image answers, checked to share one test set."""
-    listed = list_runs(repo)
-    if selected:
-        listed = [_find(repo, name, listed) for name in selected]
-    runs: list[Run] = []
-    for name, rev, params in listed:
-        same = next((r for r in runs if r.params == params), None)
-        if same:  # e.g. the commit and an experiment of its own params: one run, counted once
-            same.name += f"={name}"
-        else:
-            runs.append(Run(name, rev, params))
-    reference = None
-    for run in runs:
-        frames = read_per_image(repo, run)
-        test_set = {
-            m: f.drop(columns=[c for c in f.columns if c.endswith(("_predicted", "_correct"))])
-            for m, f in frames.items()
-        }
-        if reference is None:
-            reference = (run, test_set)
-        elif any(not test_set[m].equals(reference[1][m]) for m in MODELS):
+    with open_project(repo) as project:
+        listed = list_runs(project)
+        if selected:
+            listed = [_find(repo, name, listed) for name in selected]
+        runs: list[Run] = []
+        for name, rev, params in listed:
+            same = next((r for r in runs if r.params == params), None)
+            if same:  # e.g. the commit and an experiment of its own params: one run, counted once
+                same.name += f"={name}"
+            else:
+                runs.append(Run(name, rev, params))
+        if len(runs) < 2:
             raise InputError(
-                f"{reference[0].name} and {run.name} were tested on different images (their test "
-                "paths or true classes differ: other data or index maps); compare runs of one data set"
+                f"{len(runs)} evaluated run(s) to compare; name two or more, or run experiments first"
             )
-        run.correct = {f"{m}.{t}": frames[m][f"{t}_correct"] for m, tasks in MODELS.items() for t in tasks}
-    if len(runs) < 2:
-        raise InputError(
-            f"{len(runs)} evaluated run(s) to compare; name two or more, or run experiments first"
-        )
+        answers = {run.name: read_per_image(project, run) for run in runs}
+    for run in runs:
+        run.correct = same_images(answers, run.name)
     return runs
 
 
+def same_images(answers: dict[str, dict[str, pd.DataFrame]], name: str) -> dict[str, pd.Series]:
+    """Run ``name``'s answers per task (``"multi_output.character"`` -> 0/1 per image), after
+    checking that it was tested on the images of the first run in ``answers``: the same models,
+    each image's path and its true classes (other data or index maps would pair unrelated
+    images)."""
+
+    def test_set(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        return {
+            m: f[[c for c in f.columns if not c.endswith(("_predicted", "_correct"))]]
+            for m, f in frames.items()
+        }
+
+    first, frames = next(iter(answers)), answers[name]
+    reference, own = test_set(answers[first]), test_set(frames)
+    if own.keys() != reference.keys() or any(not f.equals(reference[m]) for m, f in own.items()):
+        raise InputError(
+            f"{first} and {name} were tested on different images (their test paths or true "
+            "classes differ: other data or index maps); compare runs of one data set"
+        )
+    return {
+        f"{m}.{c.removesuffix('_correct')}": f[c]
+        for m, f in frames.items()
+        for c in f.columns
+        if c.endswith("_correct")
+    }
+
+
 def group_runs(runs: list[Run]) -> tuple[list[list[Run]], list[str]]:
-    """Runs grouped by every param but ``seed`` (in the order first seen), and the params whose
-    values differ between the groups (what the groups are labelled by)."""
+    """Runs grouped by every param but ``seed`` (groups in the order first seen, runs by seed),
+    and the params whose values differ between the groups (what the groups are labelled by)."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
         key = json.dumps({k: v for k, v in run.params.items() if k != "seed"}, sort_keys=True)
         groups.setdefault(key, []).append(run)
     keys = sorted({k for run in runs for k in run.params} - {"seed"})
     differing = [k for k in keys if len({json.dumps(g[0].params.get(k)) for g in groups.values()}) > 1]
-    return list(groups.values()), differing
+    return [sorted(g, key=lambda r: r.seed) for g in groups.values()], differing
 
 
 def label(group: list[Run], differing: list[str]) -> str:
@@ -215,7 +240,7 @@ def _pairs(groups: list[list[Run]]) -> list[dict]:
     (a,), rest = groups[0], groups[1:]
     out = []
     for (b,) in rest:
-        for task in TASKS:
+        for task in a.correct:
             test = stats.mcnemar(a.correct[task], b.correct[task])
             out.append(
                 {
@@ -236,7 +261,7 @@ def _pairs(groups: list[list[Run]]) -> list[dict]:
 
 def _seed_groups(groups: list[list[Run]]) -> list[dict]:
     out = []
-    for task in TASKS:
+    for task in groups[0][0].correct:
         measured = [stats.Group(tuple(r.accuracy(task) for r in g)) for g in groups]
         base = measured[0]
         for i, other in enumerate(measured[1:], start=1):
@@ -269,12 +294,8 @@ def _signed(x: float) -> str:
 
 def verdict(row: dict) -> str:
     if "p_value" in row:
-        if row["p_value"] < 0.05:
-            return "these two models differ on these images (p < 0.05)"
-        return "no evidence that these two models differ (p >= 0.05)"
-    if row["exceeds_spread"]:
-        return "beyond the seed-to-seed spread (the interval excludes 0)"
-    return "within the seed-to-seed spread (the interval includes 0)"
+        return "the models differ" if row["p_value"] < 0.05 else "no evidence of a difference"
+    return "beyond the seed spread" if row["exceeds_spread"] else "within the seed spread"
 
 
 def tables(result: dict) -> tuple[list[str], list[list[str]], list[list[str]]]:
@@ -283,12 +304,13 @@ def tables(result: dict) -> tuple[list[str], list[list[str]], list[list[str]]]:
         [f"{chr(65 + i)}", g["label"], " ".join(map(str, g["seeds"])), ", ".join(g["runs"])]
         for i, g in enumerate(result["groups"])
     ]
+    letter = {name: chr(65 + i) for i, g in enumerate(result["groups"]) for name in g["runs"]}
     rows = []
     for r in result["comparisons"]:
         if result["mode"] == "mcnemar":
             rows.append(
                 [
-                    f"{r['a']} -> {r['b']}",
+                    f"{letter[r['a']]} -> {letter[r['b']]}",
                     r["task"],
                     _pct(r["accuracy_a"]),
                     _pct(r["accuracy_b"]),
@@ -350,16 +372,18 @@ def report(result: dict, markdown: bool) -> str:
     if result["mode"] == "mcnemar":
         images = result["comparisons"][0]["images"]
         note = (
-            f"Each row: A is the first run, B the other; A only / B only count the {images} test images "
-            "one model gets right and the other wrong; exact McNemar test. It says whether two trained "
-            "models differ, not whether their settings do: reseeding alone changes a model too."
+            f"A only / B only: of the {images} test images, those one model gets right and the other "
+            "wrong; p: exact McNemar test, the models differ where p < 0.05. That says whether two "
+            "trained models differ, not whether their settings do: reseeding alone changes a model."
         )
     else:
         note = (
-            "Accuracies in % over seeds (sd: sample standard deviation); the difference B - A in points "
-            "with a 95% Welch interval."
+            "Accuracy in % over seeds, mean ± sample standard deviation; the difference B - A in points "
+            "with its 95% Welch interval: beyond the seed-to-seed spread where the interval excludes 0."
         )
-    return "\n\n".join([render(GROUP_HEADER, groups), render(HEADERS[result["mode"]], rows), note])
+    return "\n\n".join(
+        [render(GROUP_HEADER, groups), render(HEADERS[result["mode"]], rows), textwrap.fill(note, 100)]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

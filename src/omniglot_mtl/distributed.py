@@ -137,8 +137,8 @@ def close_world(world: World) -> None:
 def threads_per_process(setting: int | str, processes: int | None = None, portable: bool = False) -> int:
     """Intra-op threads for each training process: ``train.threads``, or for ``auto`` the CPUs
     this process may run on, divided among the ``processes`` on this machine (by default those
-    the launcher started, ``LOCAL_WORLD_SIZE``); under ``cpu.portable``, ``auto`` is
-    ``PORTABLE_THREADS`` on every machine.
+    the launcher started, ``LOCAL_WORLD_SIZE``); under ``cpu.portable``, ``PORTABLE_THREADS``
+    in place of the CPUs, the same on every machine.
 
     ``auto`` is a fixed number for a given machine, never a guess from its current load: the
     thread count changes how reductions are split, and so the checkpoint's bytes (measured:
@@ -147,10 +147,8 @@ def threads_per_process(setting: int | str, processes: int | None = None, portab
     """
     if setting != "auto":
         return int(setting)
-    if portable:
-        return PORTABLE_THREADS
     processes = processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, usable_cpus() // processes)
+    return max(1, (PORTABLE_THREADS if portable else usable_cpus()) // processes)
 
 
 def relaunch(processes: int) -> int:
