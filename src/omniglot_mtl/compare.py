@@ -233,7 +233,13 @@ def compare(runs: list[Run]) -> dict:
             f"{'; '.join(single)}: one seed, so no spread to compare against; queue more seeds "
             "(dvc exp run --queue -S seed=1,2 with the same params) or name one run per setting"
         )
-    return {"mode": "seeds", "differing": differing, "groups": described, "comparisons": _seed_groups(groups)}
+    labels = [d["label"] for d in described]
+    return {
+        "mode": "seeds",
+        "differing": differing,
+        "groups": described,
+        "comparisons": _seed_groups(groups, labels),
+    }
 
 
 def _pairs(groups: list[list[Run]]) -> list[dict]:
@@ -259,7 +265,7 @@ def _pairs(groups: list[list[Run]]) -> list[dict]:
     return out
 
 
-def _seed_groups(groups: list[list[Run]]) -> list[dict]:
+def _seed_groups(groups: list[list[Run]], labels: list[str]) -> list[dict]:
     out = []
     for task in groups[0][0].correct:
         measured = [stats.Group(tuple(r.accuracy(task) for r in g)) for g in groups]
@@ -268,8 +274,8 @@ def _seed_groups(groups: list[list[Run]]) -> list[dict]:
             diff = stats.difference(base, other)
             out.append(
                 {
-                    "a": 0,
-                    "b": i,
+                    "a": labels[0],
+                    "b": labels[i],
                     "task": task,
                     "mean_a": base.mean,
                     "sd_a": base.sd,
@@ -299,12 +305,12 @@ def verdict(row: dict) -> str:
 
 
 def tables(result: dict) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """The groups' table and the comparison table: (header, group rows, comparison rows)."""
+    """The rows of the groups' table and of the comparison table (groups named A, B, ...)."""
     groups = [
         [f"{chr(65 + i)}", g["label"], " ".join(map(str, g["seeds"])), ", ".join(g["runs"])]
         for i, g in enumerate(result["groups"])
     ]
-    letter = {name: chr(65 + i) for i, g in enumerate(result["groups"]) for name in g["runs"]}
+    letter = {name: chr(65 + i) for i, g in enumerate(result["groups"]) for name in [g["label"], *g["runs"]]}
     rows = []
     for r in result["comparisons"]:
         if result["mode"] == "mcnemar":
@@ -322,10 +328,9 @@ def tables(result: dict) -> tuple[list[str], list[list[str]], list[list[str]]]:
                 ]
             )
         else:
-            a, b = chr(65 + r["a"]), chr(65 + r["b"])
             rows.append(
                 [
-                    f"{a} -> {b}",
+                    f"{letter[r['a']]} -> {letter[r['b']]}",
                     r["task"],
                     f"{_pct(r['mean_a'])} ± {_pct(r['sd_a'])}",
                     f"{_pct(r['mean_b'])} ± {_pct(r['sd_b'])}",

@@ -68,13 +68,11 @@ def per_image(
     """One row per test image: ``image`` (its row in the test split), ``path``, and per task
     ``<task>`` (the true class index), ``<task>_predicted`` and ``<task>_correct`` (0 or 1)."""
     frame = pd.DataFrame({"image": range(len(paths)), "path": paths.to_numpy()})
-    for task, pred in predicted.items():
-        true, pred = labels[task].cpu().numpy(), pred.cpu().numpy()
-        frame[task], frame[f"{task}_predicted"], frame[f"{task}_correct"] = (
-            true,
-            pred,
-            (true == pred).astype(int),
-        )
+    for task, answer in predicted.items():
+        true, answer = labels[task].cpu().numpy(), answer.cpu().numpy()
+        frame[task] = true
+        frame[f"{task}_predicted"] = answer
+        frame[f"{task}_correct"] = (true == answer).astype(int)
     return frame
 
 
