@@ -73,8 +73,13 @@ def list_runs(project) -> list[tuple[str, str, dict]]:
     runs = []
     for commit in project.experiments.show(hide_queued=True, hide_failed=True, hide_workspace=True):
         commit = commit.dumpd()
-        entries = [commit] + [e["revs"][0] for e in commit.get("experiments") or []]
-        for entry in entries:
+        # A running experiment's rev is its queue entry: the baseline's results, not its own.
+        done = [
+            e
+            for e in commit.get("experiments") or []
+            if (e.get("executor") or {}).get("state", "success") == "success"
+        ]
+        for entry in [commit] + [e["revs"][0] for e in done]:
             data = entry.get("data") or {}
             if not data:
                 continue  # nothing evaluated to compare
