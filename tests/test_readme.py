@@ -74,6 +74,8 @@ RUN_BY = {
         REAL_DATA,
         None,
     ),
+    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml "
+    "--vary loss.method=static,famo": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background -S cpu.portable=false "
     "--vary train.precision=fp32,bf16": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --vs-notebook --keep": (
