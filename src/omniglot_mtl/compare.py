@@ -31,6 +31,7 @@ import yaml
 
 from . import stats
 from .errors import InputError, run_stage
+from .recipe import flatten
 
 # The evaluate stage's output (dvc.yaml); evaluate.py itself would import torch.
 PER_IMAGE_DIR = "metrics/evaluate/per_image"
@@ -53,18 +54,13 @@ class Run:
         return float(self.correct[task].mean())
 
 
-def flatten(params: dict, prefix: str = "") -> dict:
-    """``{"loss": {"char_weight": 2}}`` -> ``{"loss.char_weight": 2.0}``. Numbers become floats:
-    ``-S loss.char_weight=1`` writes 1 where params.yaml says 1.0, the same setting."""
-    flat = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = float(value)
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def flat_params(params: dict) -> dict:
+    """``{"loss": {"char_weight": 2}}`` -> ``{"loss.char_weight": 2.0}`` (recipe.flatten). Numbers
+    become floats: ``-S loss.char_weight=1`` writes 1 where params.yaml says 1.0, the same setting."""
+    return {
+        key: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        for key, value in flatten(params).items()
+    }
 
 
 def list_runs(project) -> list[tuple[str, str, dict]]:
@@ -84,7 +80,7 @@ def list_runs(project) -> list[tuple[str, str, dict]]:
             if not data:
                 continue  # nothing evaluated to compare
             params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-            runs.append((entry.get("name") or entry["rev"][:7], entry["rev"], flatten(params)))
+            runs.append((entry.get("name") or entry["rev"][:7], entry["rev"], flat_params(params)))
     return runs
 
 
@@ -103,7 +99,7 @@ def _find(repo: Path, name: str, listed: list[tuple[str, str, dict]]) -> tuple[s
     if params is None:
         known = ", ".join(r[0] for r in listed) or "none"
         raise InputError(f"{name}: no such experiment or commit with a params.yaml (this commit's: {known})")
-    return name, rev, flatten(yaml.safe_load(params) or {})
+    return name, rev, flat_params(yaml.safe_load(params) or {})
 
 
 def _git(repo: Path, *args: str) -> str | None:
