@@ -40,7 +40,7 @@ from omniglot_mtl.devices import resolve_precision
 from omniglot_mtl.evaluate import character_alphabet
 from omniglot_mtl.index import build_index, names_by_index, read_maps
 from omniglot_mtl.inference import predict
-from omniglot_mtl.layout import scan_alphabets
+from omniglot_mtl.layout import scan_sets
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.packed import PackedSplit, load_split
 from omniglot_mtl.params import Params, as_dict, from_dict
@@ -110,7 +110,7 @@ def recipe(overrides: list[str]) -> Params:
 
 
 def splits(data_dir: Path, params: Params) -> tuple[dict[str, PackedSplit], torch.Tensor, int, int]:
-    index, alphabets, characters = build_index(scan_alphabets(data_dir, data_dir.name), params.data.split)
+    index, alphabets, characters = build_index(scan_sets({data_dir.name: data_dir}), params.data.split)
     out = {name: decoded_split(data_dir, frame, params.data.image_size) for name, frame in index.items()}
     return out, character_alphabet(alphabets, characters), len(alphabets), len(characters)
 

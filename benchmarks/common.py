@@ -86,10 +86,11 @@ def test_accuracies(repo: Path) -> dict[str, float]:
 
 
 def decoded_split(data_dir: Path, frame, size: int):
-    """The rows of one manifest (``frame``) as a PackedSplit: every PNG decoded once, at
-    ``size``, as the index stage packs them, with both label columns."""
+    """The rows of one manifest (``frame``) of the set folder ``data_dir`` (its paths begin with
+    the set's name) as a PackedSplit: every PNG decoded once, at ``size``, as the index stage
+    packs them, with both label columns."""
     from omniglot_mtl.packed import PackedSplit, decode_all
 
-    images = torch.from_numpy(decode_all([data_dir / p for p in frame["path"]], size)).unsqueeze(1)
+    images = torch.from_numpy(decode_all([data_dir.parent / p for p in frame["path"]], size)).unsqueeze(1)
     labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
     return PackedSplit(images, labels)

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,11 +125,7 @@ def sharing_leg(packed: Path, threads: str, steps: int) -> dict:
 def sharing(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        # The set alone, as the fetch stage leaves it: a copy, since the scanner does not
-        # follow a symlink to a folder inside a set of sets.
-        raw = data / "raw"
-        shutil.copytree(args.data_dir, raw / args.data_dir.name)
-        index_and_pack(raw, Split(), 64, data / "index", data / "packed")
+        index_and_pack({args.data_dir.name: args.data_dir}, Split(), 64, data / "index", data / "packed")
         results = []
         for busy in (0, 1):
             spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]

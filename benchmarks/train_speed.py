@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from omniglot_mtl.index import build_index
-from omniglot_mtl.layout import scan_alphabets
+from omniglot_mtl.layout import scan_sets
 from omniglot_mtl.notebook import MultiInputNet, MultiOutputNet, OmniglotDataset, custom_collate_fn
 from omniglot_mtl.params import Split, Train
 
@@ -44,7 +44,7 @@ BATCH, LR = 32, 0.001
 
 
 def manifests(data_dir: Path):
-    index, alphabets, characters = build_index(scan_alphabets(data_dir, data_dir.name), Split())
+    index, alphabets, characters = build_index(scan_sets({data_dir.name: data_dir}), Split())
     return index, len(alphabets), len(characters)
 
 
@@ -55,7 +55,7 @@ def notebook_loader(data_dir: Path, frame, n_alpha: int, **loader_args) -> DataL
     """The notebook's DataLoader over the rows of one manifest (``frame``): its Dataset (PIL
     decode and resize of every sample on every access) and its one-hot collate function."""
     samples = [
-        (str(data_dir / p), a, c)
+        (str(data_dir.parent / p), a, c)  # p begins with the set's name
         for p, a, c in zip(frame["path"], frame["alphabet_idx"], frame["character_idx"], strict=True)
     ]
     transform = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])

@@ -1,24 +1,31 @@
-"""Stage index: data/raw -> data/index/{train,val,test}.csv, alphabets.json, characters.json,
-missing_drawings.csv and data/packed/{train,val,test}.npz (every image decoded once, uint8)"""
+"""Stage index: the source (data.source: synthetic | omniglot | folder) -> data/index/{train,val,
+test}.csv, alphabets.json, characters.json, missing_drawings.csv and data/packed/{train,val,test}.npz
+(every image decoded once, uint8)"""
 
+import tempfile
 from pathlib import Path
 
 from omniglot_mtl.errors import run_stage
 from omniglot_mtl.index import index_and_pack
 from omniglot_mtl.params import load_params
+from omniglot_mtl.sources import source_sets
 
 
 def main() -> None:
     params = load_params(registries=False)  # checked by check_params
-    size = params.data.image_size
-    manifests, scan, missing = index_and_pack(
-        Path("data/raw"), params.data.split, size, Path("data/index"), Path("data/packed")
-    )
+    data, size = params.data, params.data.image_size
+    with tempfile.TemporaryDirectory(prefix="omniglot-source-") as scratch:
+        sets = source_sets(data, Path(scratch))
+        manifests, scan, missing = index_and_pack(
+            sets, data.split, size, Path("data/index"), Path("data/packed")
+        )
     train = manifests["train"]
+    source = data.folder if data.source == "folder" else data.source
     sizes = ", ".join(f"{name} {len(frame)}" for name, frame in manifests.items())
     print(
-        f"index: {train['alphabet'].nunique()} alphabets, {train['character'].nunique()} characters; "
-        f"rows: {sizes}; images {size}x{size}; {scan.skipped_summary()}"
+        f"index: {len(scan.drawings)} drawings from {source}: {train['alphabet'].nunique()} alphabets, "
+        f"{train['character'].nunique()} characters; rows: {sizes}; images {size}x{size}; "
+        f"{scan.skipped_summary()}"
     )
     if len(missing):
         shown = "; ".join(

@@ -88,7 +88,9 @@ def data(tmp_path_factory) -> Path:
     1-6 train, 7 validates, 8 tests."""
     root = tmp_path_factory.mktemp("data")
     generate(root / "raw" / "synthetic", seed=0, alphabets=3, characters=4, drawers=8)
-    index_and_pack(root / "raw", Split((7,), (8,)), 24, root / "index", root / "packed")
+    index_and_pack(
+        {"synthetic": root / "raw" / "synthetic"}, Split((7,), (8,)), 24, root / "index", root / "packed"
+    )
     return root
 
 

@@ -96,5 +96,5 @@ def test_the_params_check_imports_no_torch():
 
 def test_the_data_has_its_own_seed():
     # `seed` is training's: a seed sweep must not regenerate the synthetic set.
-    assert "seed" not in STAGES["fetch"]["params"] and "data.synthetic" in STAGES["fetch"]["params"]
+    assert "seed" not in STAGES["index"]["params"] and "data.synthetic" in STAGES["index"]["params"]
     assert all("seed" in STAGES[f"train_{kind}"]["params"] for kind in ("multi_input", "multi_output"))

@@ -68,17 +68,18 @@ def test_index_counts_maps_and_drawer_split(tmp_path):
     (raw / "images_background" / ".DS_Store").write_text("x")
     (raw / "images_background" / "Alpha" / "character01" / "Thumbs.db").write_text("x")
     (raw / "images_background" / "README.txt").write_text("x")
-    scan = scan_sets(raw)
+    sets = {name: raw / name for name in ("images_background", "images_evaluation")}
+    scan = scan_sets(sets)
     assert len(scan.drawings) == n + 5 == 30
     assert scan.skipped == [
-        "images_background/.DS_Store",
-        "images_background/README.txt",
-        "images_background/Alpha/character01/Thumbs.db",
+        f"{raw}/images_background/.DS_Store",
+        f"{raw}/images_background/README.txt",
+        f"{raw}/images_background/Alpha/character01/Thumbs.db",
     ]
     assert scan.skipped_summary().startswith("skipped 3 entries that are not drawings: ")
 
     split = Split(val_drawers=(4,), test_drawers=(5,))
-    manifests, _, _ = index_and_pack(raw, split, 8, tmp_path / "index", tmp_path / "packed")
+    manifests, _, _ = index_and_pack(sets, split, 8, tmp_path / "index", tmp_path / "packed")
     out = tmp_path / "index"
     assert json.loads((out / "alphabets.json").read_text()) == {"Alpha": 0, "Beta": 1, "Gamma": 2}
     chars = json.loads((out / "characters.json").read_text())
@@ -111,10 +112,11 @@ def test_index_counts_maps_and_drawer_split(tmp_path):
 
 
 def test_missing_drawings_are_named_and_the_index_goes_on(tmp_path):
-    raw = tmp_path / "data" / "raw"
+    raw = tmp_path / "drawings"
     make_set(raw / "s", {"A": 3, "B": 1}, drawers=6)
     (tmp_path / "params.yaml").write_text(
-        "data: {image_size: 8, split: {val_drawers: [5], test_drawers: [6]}}"
+        "data: {source: folder, folder: drawings/s, image_size: 8,"
+        " split: {val_drawers: [5], test_drawers: [6]}}"
     )
     # character02 of A lost its test drawing and a training one; B's character01 all it had to
     # validate and test with.
@@ -144,7 +146,11 @@ def test_index_is_identical_on_a_second_run(tmp_path):
     make_set(tmp_path / "raw" / "s", {"B": 2, "A": 2}, drawers=4)
     for run in ("one", "two"):
         index_and_pack(
-            tmp_path / "raw", Split((3,), (4,)), 8, tmp_path / run / "index", tmp_path / run / "packed"
+            {"s": tmp_path / "raw" / "s"},
+            Split((3,), (4,)),
+            8,
+            tmp_path / run / "index",
+            tmp_path / run / "packed",
         )
     for name in ("train.csv", "val.csv", "test.csv", "alphabets.json", "characters.json"):
         assert (tmp_path / "one/index" / name).read_bytes() == (tmp_path / "two/index" / name).read_bytes()
@@ -168,12 +174,12 @@ def test_bad_layouts_fail_naming_the_path(tmp_path, breakage, message):
     make_set(tmp_path / "s", {"A": 2}, drawers=3)
     breakage(tmp_path)
     with pytest.raises(InputError, match=message):
-        scan_sets(tmp_path)
+        scan_sets({"s": tmp_path / "s"})
 
 
 def test_split_drawers_must_exist_and_leave_some_to_train(tmp_path):
     make_set(tmp_path / "s", {"A": 2}, drawers=3)
-    scan = scan_sets(tmp_path)
+    scan = scan_sets({"s": tmp_path / "s"})
     with pytest.raises(InputError, match=r"data.split.test_drawers: no drawings by drawer\(s\) \[18, 19\]"):
         build_index(scan, Split((1,), (18, 19)))
     with pytest.raises(InputError, match="none is left to train"):

@@ -25,7 +25,9 @@ from omniglot_mtl.train import train_model
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     generate(root / "raw" / "synthetic", seed=2, alphabets=3, characters=5, drawers=7)
-    index_and_pack(root / "raw", Split((6,), (7,)), 20, root / "index", root / "packed")
+    index_and_pack(
+        {"synthetic": root / "raw" / "synthetic"}, Split((6,), (7,)), 20, root / "index", root / "packed"
+    )
     params = from_dict(Params, {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}}, "")
     paths = {}
     for kind in ("multi_input", "multi_output"):

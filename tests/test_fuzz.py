@@ -9,6 +9,7 @@ Property-based (Hypothesis), bounded to a few seconds here. A longer run:
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,15 +66,17 @@ def test_an_image_bomb_is_refused_on_its_header_in_one_line(tmp_path):
 def test_the_index_stage_names_a_bomb_in_one_line(tmp_path):
     from conftest import make_set
 
-    make_set(tmp_path / "data" / "raw" / "images_background", {"A": 2}, drawers=3)
-    bomb = tmp_path / "data" / "raw" / "images_background" / "A" / "character01" / "0001_02.png"
+    make_set(tmp_path / "images_background", {"A": 2}, drawers=3)
+    bomb = tmp_path / "images_background" / "A" / "character01" / "0001_02.png"
     bomb.write_bytes(png(20_000, 20_000))
-    (tmp_path / "params.yaml").write_text("data: {split: {val_drawers: [2], test_drawers: [3]}}\n")
+    (tmp_path / "params.yaml").write_text(
+        "data: {source: folder, folder: images_background, split: {val_drawers: [2], test_drawers: [3]}}\n"
+    )
     done = run_stage("index.py", tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     (line,) = done.stderr.splitlines()
-    assert line.startswith("error: data/raw/images_background/A/character01/0001_02.png: not a drawing: ")
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw"]  # nothing written
+    assert line.startswith("error: images_background/A/character01/0001_02.png: not a drawing: ")
+    assert not (tmp_path / "data").exists()  # nothing written
 
 
 @given(
@@ -147,9 +150,9 @@ def test_any_tree_of_names_scans_or_is_one_input_error(tmp_path_factory, entries
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             continue  # a name taken by the other kind: not a tree one can make
     try:
-        scan = scan_sets(root)
+        scan = scan_sets({"s": root})  # root as one set folder: <Alphabet>/<character>/<drawing>
     except InputError as err:
         assert "\n" not in str(err) and str(err).startswith(str(root))
     else:
-        assert all((root / d.path).is_file() for d in scan.drawings)
-        assert all((root / p).exists() or (root / p).is_symlink() for p in scan.skipped)
+        assert all(Path(d.file).is_file() and d.file == f"{root}/{d.path[2:]}" for d in scan.drawings)
+        assert all(Path(p).exists() or Path(p).is_symlink() for p in scan.skipped)

@@ -33,7 +33,7 @@ def test_decode_matches_the_notebook_transform(tmp_path):
 def test_index_stage_packs_one_array_per_split(tmp_path):
     make_set(tmp_path / "raw" / "s", {"A": 2, "B": 1}, drawers=4)
     manifests, _, _ = index_and_pack(
-        tmp_path / "raw", Split((3,), (4,)), 16, tmp_path / "index", tmp_path / "packed"
+        {"s": tmp_path / "raw" / "s"}, Split((3,), (4,)), 16, tmp_path / "index", tmp_path / "packed"
     )
     assert {k: len(v) for k, v in manifests.items()} == {"train": 6, "val": 3, "test": 3}
     assert sorted(p.name for p in (tmp_path / "packed").iterdir()) == ["test.npz", "train.npz", "val.npz"]
@@ -55,7 +55,9 @@ def test_undecodable_png_names_the_file_and_writes_nothing(tmp_path):
     bad = tmp_path / "raw" / "s" / "A" / "character02" / "0002_02.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(InputError, match=r"0002_02.png: cannot decode as an image"):
-        index_and_pack(tmp_path / "raw", Split((2,), (3,)), 16, tmp_path / "index", tmp_path / "packed")
+        index_and_pack(
+            {"s": tmp_path / "raw" / "s"}, Split((2,), (3,)), 16, tmp_path / "index", tmp_path / "packed"
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # neither index nor packed arrays
 
 
@@ -74,7 +76,7 @@ def test_index_and_packed_are_replaced_together_or_not_at_all(tmp_path, monkeypa
     from omniglot_mtl import index
 
     make_set(tmp_path / "raw" / "s", {"A": 2}, drawers=3)
-    args = (tmp_path / "raw", Split((2,), (3,)), 16, tmp_path / "index", tmp_path / "packed")
+    args = ({"s": tmp_path / "raw" / "s"}, Split((2,), (3,)), 16, tmp_path / "index", tmp_path / "packed")
     index_and_pack(*args)
     before = {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     make_set(tmp_path / "raw" / "s", {"B": 1}, drawers=3, first_id=10)  # a new alphabet

@@ -92,7 +92,6 @@ def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
     assert ran(output) == [
         "check_params",
         "download",
-        "fetch",
         "index",
         "train_multi_input",
         "train_multi_output",
@@ -504,7 +503,7 @@ def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_y
     assert ran(first) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     committed = yaml.safe_load(git(repo, "show", "HEAD:dvc.lock"))["stages"]
-    assert lock["index"] == committed["index"] and lock["fetch"] == committed["fetch"]
+    assert lock["index"] == committed["index"]
     assert lock["train_multi_input"]["outs"] != committed["train_multi_input"]["outs"]
     # Back to the baseline's seed, keeping char_weight 4: the multi-input stage's params are the
     # baseline's again, so DVC restores its checkpoint from the run cache.
@@ -690,20 +689,21 @@ def test_folder_source_is_a_real_dependency(project):
     make_set(src, {"A": 2, "B": 2}, drawers=6)
     set_params(project, TINY | {"data": TINY["data"] | {"source": "folder", "folder": str(src)}})
     out = dvc(project, *documented("dvc repro index")[1:]).stdout
-    assert ran(out) == ["check_params", "download", "fetch", "index"]
+    assert ran(out) == ["check_params", "download", "index"]
     assert (project / "data" / "downloads").is_dir() and not any((project / "data" / "downloads").iterdir())
-    assert "index: 2 alphabets, 4 characters; rows: train 16, val 4, test 4; images 16x16" in out
+    assert f"index: 24 drawings from {src}: 2 alphabets, 4 characters; rows: train 16, val 4, test 4; " in out
     assert ran(dvc(project, "repro", "index").stdout) == []
     # Adding a drawing to the source reruns everything downstream of it.
     make_set(src, {"C": 1}, drawers=6, first_id=90)
     out = dvc(project, "repro", "index").stdout
-    assert ran(out) == ["check_params", "fetch", "index"]  # the check reads the folder's names too
-    assert "index: 3 alphabets, 5 characters; rows: train 20, val 5, test 5; images 16x16" in out
-    # Litter in the source changes its hash, so fetch reruns; its output does not change, so
-    # nothing after it does.
+    assert ran(out) == ["check_params", "index"]  # the check reads the folder's names too
+    assert "3 alphabets, 5 characters; rows: train 20, val 5, test 5; images 16x16" in out
+    # Litter in the source changes its hash, so index reruns, and names it; its outputs do not
+    # change, so nothing after it would.
     (src / ".DS_Store").write_text("x")
-    assert ran(dvc(project, "repro", "index").stdout) == ["check_params", "fetch"]
-    # A symlink loop in the source hangs nothing: not DVC's hashing, not the check, not fetch.
+    out = dvc(project, "repro", "index").stdout
+    assert ran(out) == ["check_params", "index"] and f"not drawings: {src}/.DS_Store" in out
+    # A symlink loop in the source hangs nothing: not DVC's hashing, not the check, not index.
     (src / "A" / "character01" / "loop").symlink_to("..", target_is_directory=True)
     out = subprocess.run(
         [sys.executable, "-m", "dvc", "repro", "index", "--force"],

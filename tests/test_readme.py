@@ -110,7 +110,6 @@ RUN_BY = {
         "by hand: what benchmarks/pipeline_time.py --per-stage runs, stage by stage",
         None,
     ),
-    "python stages/fetch.py": ("by hand: the fetch stage timed outside DVC on a real set", None),
     "HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py -n 0": (
         "by hand: the long fuzz run, minutes; the suite runs the same tests with 60 examples each",
         None,

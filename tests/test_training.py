@@ -210,7 +210,13 @@ def test_convnet_recipe_learns_the_synthetic_set_better_than_the_seed_network(tm
     # The synthetic set's default sizes (8 alphabets x 12 characters), 4 epochs each.
     root = tmp_path / "data"
     generate(root / "raw" / "synthetic", seed=0, alphabets=8, characters=12, drawers=20)
-    index_and_pack(root / "raw", Split((15, 16, 17), (18, 19, 20)), 32, root / "index", root / "packed")
+    index_and_pack(
+        {"synthetic": root / "raw" / "synthetic"},
+        Split((15, 16, 17), (18, 19, 20)),
+        32,
+        root / "index",
+        root / "packed",
+    )
     seed = train(root, tmp_path / "seed", "multi_output", params(train={"epochs": 4}))
     recipe = {
         "epochs": 4,

@@ -1,6 +1,6 @@
 """Omniglot's folder layout: ``<set>/<Alphabet>/<characterNN>/<id>_<drawer>.png``.
 
-One scanner serves every source, so a copied folder, an extracted zip and the synthetic set are
+One scanner serves every source, so a folder read in place, an extracted zip and the synthetic set are
 checked by the same rules: entries that are not drawings (OS metadata, READMEs, a folder named
 like a drawing, a symlink to a folder) are skipped, counted and named; a PNG whose name breaks
 the pattern or a character folder with no drawings is an error. Symlinks to files are read as
@@ -22,13 +22,14 @@ class Drawing:
     alphabet: str
     character: str  # "<Alphabet>/<characterNN>", unique across alphabets
     drawer: int
-    path: str  # relative to the scanned root, with forward slashes
+    path: str  # "<set>/<Alphabet>/<character>/<file>", with forward slashes: the manifests' name
+    file: str  # where it lies on disk (a source folder or a scratch one); not in the manifests
 
 
 @dataclass
 class Scan:
     drawings: list[Drawing]
-    skipped: list[str]  # paths relative to the root of files and folders that are not drawings
+    skipped: list[str]  # the paths on disk of files and folders that are not drawings
     # Why a skipped entry is not a drawing, where its name does not say so: a folder named like a
     # drawing, a symlink to a folder, a broken symlink.
     why: dict[str, str] = field(default_factory=dict)
@@ -64,67 +65,51 @@ def _not_followed(entry: Path) -> str | None:
     return "a symlink to a folder, not followed" if entry.is_dir() else None
 
 
-def _visible_dirs(folder: Path, scan: Scan, root: Path) -> list[Path]:
+def _visible_dirs(folder: Path, scan: Scan) -> list[Path]:
     dirs = []
     for entry in sorted(folder.iterdir()):
-        rel = entry.relative_to(root).as_posix()
         why = _not_followed(entry)
         if why:
-            scan.skip(rel, why)
+            scan.skip(str(entry), why)
         elif entry.is_dir() and not entry.name.startswith("."):
             dirs.append(entry)
         else:
-            scan.skip(rel)
+            scan.skip(str(entry))
     return dirs
 
 
-def scan_sets(root: Path, sets: list[str] | None = None) -> Scan:
-    """Scan ``root/<set>/<Alphabet>/<character>/<drawing>``, the layout of ``data/raw``.
+def scan_sets(sets: dict[str, Path]) -> Scan:
+    """Scan ``{set name: set folder}``, each folder ``<Alphabet>/<character>/<drawing>``.
 
-    ``sets`` restricts the scan to those set folders (each must exist); ``None`` takes them all.
+    A drawing's ``path`` is ``<set>/<Alphabet>/<character>/<file>`` whatever the folder is called
+    on disk (the manifests' paths, the same for a folder, an extracted zip or a scratch copy);
+    its ``file`` and the skipped entries are named where they lie.
     """
-    root = Path(root)
     scan = Scan([], [])
-    if not root.is_dir():
-        raise InputError(f"{root}: not found; the fetch stage makes it (dvc repro)")
-    if sets is None:
-        set_dirs = _visible_dirs(root, scan, root)
-    else:
-        set_dirs = [root / s for s in sets]
-        for d in set_dirs:
-            if not d.is_dir():
-                raise InputError(f"{d}: set folder not found")
-    if not set_dirs:
-        raise InputError(f"{root}: no set folders (expected e.g. images_background/)")
-    for set_dir in set_dirs:
-        _scan_alphabets(set_dir, set_dir.name, root, scan)
+    for name, folder in sets.items():
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: set folder not found")
+        _scan_alphabets(folder, name, scan)
     return scan
 
 
-def scan_alphabets(folder: Path, set_name: str) -> Scan:
-    """Scan one set folder ``folder/<Alphabet>/<character>/<drawing>``."""
-    scan = Scan([], [])
-    _scan_alphabets(Path(folder), set_name, Path(folder), scan)
-    return scan
-
-
-def _scan_alphabets(set_dir: Path, set_name: str, root: Path, scan: Scan) -> None:
-    alphabets = _visible_dirs(set_dir, scan, root)
+def _scan_alphabets(set_dir: Path, set_name: str, scan: Scan) -> None:
+    alphabets = _visible_dirs(set_dir, scan)
     if not alphabets:
         raise InputError(f"{set_dir}: no alphabet folders in it")
     for alphabet_dir in alphabets:
-        characters = _visible_dirs(alphabet_dir, scan, root)
+        characters = _visible_dirs(alphabet_dir, scan)
         if not characters:
             raise InputError(f"{alphabet_dir}: alphabet folder has no character folders")
         for char_dir in characters:
             found = 0
             for f in sorted(char_dir.iterdir()):
-                rel = f.relative_to(root).as_posix()
                 why = _not_followed(f)
                 if why is None and f.is_dir():
                     why = "a folder named like a drawing" if DRAWING_NAME.match(f.name) else "a folder"
                 if why or _is_metadata(f):
-                    scan.skip(rel, why)
+                    scan.skip(str(f), why)
                     continue
                 m = DRAWING_NAME.match(f.name)
                 if not m:
@@ -138,7 +123,8 @@ def _scan_alphabets(set_dir: Path, set_name: str, root: Path, scan: Scan) -> Non
                         alphabet=alphabet_dir.name,
                         character=f"{alphabet_dir.name}/{char_dir.name}",
                         drawer=drawer,
-                        path=rel,
+                        path=f"{set_name}/{f.relative_to(set_dir).as_posix()}",
+                        file=str(f),
                     )
                 )
                 found += 1

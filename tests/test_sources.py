@@ -1,4 +1,5 @@
-"""Stage fetch's sources: a folder, official zips (local server, offline, bad md5, zip-slip)."""
+"""The index stage's sources: a folder read in place, official zips (local server, offline, bad
+md5, zip-slip), the synthetic set."""
 
 import functools
 import hashlib
@@ -13,9 +14,16 @@ from conftest import ROOT, make_set
 from omniglot_mtl import download as download_stage
 from omniglot_mtl.download import download, download_zip
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.fetch import extract_zip, fetch
 from omniglot_mtl.folder_source import folder_sets
+from omniglot_mtl.layout import Scan, scan_sets
 from omniglot_mtl.params import Data, ParamError, Synthetic
+from omniglot_mtl.sources import extract_zip, source_sets
+
+
+def fetch(data: Data, scratch: Path, **kwargs) -> Scan:
+    """What the index stage reads of ``data``'s source: its set folders, scanned."""
+    scratch.mkdir(exist_ok=True)
+    return scan_sets(source_sets(data, scratch, **kwargs))
 
 
 def md5(path: Path) -> str:
@@ -44,27 +52,29 @@ def server(tmp_path):
 
 def test_synthetic_source(tmp_path):
     data = Data(synthetic=Synthetic(alphabets=2, characters=3, drawers=4))
-    scan = fetch(data, out=tmp_path / "raw")
+    scan = fetch(data, tmp_path / "scratch")
     assert len(scan.drawings) == 24 and scan.skipped == []
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["synthetic"]
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["synthetic"]
+    assert scan.drawings[0].path == "synthetic/Synthetic_01/character01/0001_01.png"
+    assert scan.drawings[0].file == str(tmp_path / "scratch" / scan.drawings[0].path)
 
 
 def folder(path: Path, sets: tuple[str, ...] = ("background",)) -> Data:
     return Data(source="folder", folder=str(path), sets=sets)
 
 
-def test_alphabet_level_folder_is_copied_without_litter(tmp_path):
+def test_alphabet_level_folder_is_read_in_place_without_litter(tmp_path):
     src = tmp_path / "images_background"
     make_set(src, {"A": 2, "B": 1}, drawers=3)
     (src / ".DS_Store").write_text("x")
     (src / "A" / "character01" / "notes.txt").write_text("x")
-    scan = fetch(folder(src), out=tmp_path / "raw")
+    scan = fetch(folder(src), tmp_path / "scratch")
     assert len(scan.drawings) == 9
     assert scan.skipped == [f"{src}/.DS_Store", f"{src}/A/character01/notes.txt"]
-    copied = sorted(
-        p.relative_to(tmp_path / "raw").as_posix() for p in (tmp_path / "raw").rglob("*") if p.is_file()
-    )
-    assert len(copied) == 9 and copied[0] == "images_background/A/character01/0001_01.png"
+    first = scan.drawings[0]
+    assert first.path == "images_background/A/character01/0001_01.png"
+    assert first.file == f"{src}/A/character01/0001_01.png"
+    assert list((tmp_path / "scratch").iterdir()) == []  # nothing copied
 
 
 def test_folders_posing_as_drawings_and_symlinks_are_named(tmp_path):
@@ -83,14 +93,14 @@ def test_folders_posing_as_drawings_and_symlinks_are_named(tmp_path):
     (char / "loop").symlink_to("..", target_is_directory=True)  # A/character01/loop -> A
     (char / "0001_05.png").symlink_to(tmp_path / "gone.png")  # broken
     (src / "A" / "character02" / "again").symlink_to("../character02")
-    scan = fetch(folder(src), out=tmp_path / "raw")
+    scan = fetch(folder(src), tmp_path / "scratch")
     assert sorted(d.path for d in scan.drawings if d.character == "A/character01") == [
         "images_background/A/character01/0001_01.png",
         "images_background/A/character01/0001_02.png",
         "images_background/A/character01/0001_04.png",
     ]
-    copied = tmp_path / "raw" / "images_background" / "A" / "character01" / "0001_04.png"
-    assert not copied.is_symlink() and copied.read_bytes() == elsewhere.read_bytes()
+    linked = next(d for d in scan.drawings if d.path.endswith("0001_04.png"))
+    assert linked.file == str(char / "0001_04.png")  # read through the link, as DVC hashes it
     assert scan.why == {
         f"{src}/A/character01/0001_03.png": "a folder named like a drawing",
         f"{src}/A/character01/0001_05.png": "a broken symlink",
@@ -136,8 +146,8 @@ def test_set_level_folder_takes_data_sets(tmp_path):
     src = tmp_path / "omniglot"
     make_set(src / "images_background", {"A": 2}, drawers=3)
     make_set(src / "images_evaluation", {"Z": 1}, drawers=3, first_id=10)
-    one = fetch(folder(src), out=tmp_path / "one")
-    both = fetch(folder(src, ("background", "evaluation")), out=tmp_path / "two")
+    one = fetch(folder(src), tmp_path / "one")
+    both = fetch(folder(src, ("background", "evaluation")), tmp_path / "two")
     assert len(one.drawings) == 6 and {d.set for d in one.drawings} == {"images_background"}
     assert len(both.drawings) == 9 and {d.alphabet for d in both.drawings} == {"A", "Z"}
     (src / "images_evaluation").rename(src / "elsewhere")
@@ -145,8 +155,8 @@ def test_set_level_folder_takes_data_sets(tmp_path):
         ParamError,
         match=r"^params.yaml: data.sets: evaluation: .*omniglot holds neither images_evaluation/ nor",
     ):
-        fetch(folder(src, ("background", "evaluation")), out=tmp_path / "three")
-    assert not (tmp_path / "three").exists()
+        fetch(folder(src, ("background", "evaluation")), tmp_path / "three")
+    assert list((tmp_path / "three").iterdir()) == []
 
 
 def test_data_sets_is_refused_where_a_single_set_makes_it_meaningless(tmp_path):
@@ -175,24 +185,21 @@ def test_the_default_folder_as_committed_is_refused_before_anything_runs():
         folder_sets(folder(ROOT / "data" / "external"))
 
 
-def test_missing_source_folder_fails_without_output(tmp_path):
+def test_missing_source_folder_fails_in_one_line(tmp_path):
     with pytest.raises(InputError, match=r"^params.yaml: data.folder: .*nowhere is not a folder$"):
-        fetch(folder(tmp_path / "nowhere"), out=tmp_path / "raw")
-    assert list(tmp_path.iterdir()) == []
+        fetch(folder(tmp_path / "nowhere"), tmp_path / "scratch")
+    assert list(tmp_path.iterdir()) == [tmp_path / "scratch"]
 
 
-def test_failed_fetch_keeps_the_previous_output_whole(tmp_path):
+def test_a_badly_named_drawing_in_the_source_is_named_where_it_lies(tmp_path):
     src = tmp_path / "set"
     make_set(src, {"A": 1}, drawers=3)
-    fetch(folder(src), out=tmp_path / "raw")
     (src / "A" / "character01" / "bad name.png").write_text("x")
-    with pytest.raises(InputError, match="bad name.png: file name is not"):
-        fetch(folder(src), out=tmp_path / "raw")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "set"]
-    assert len(list((tmp_path / "raw").rglob("*.png"))) == 3
+    with pytest.raises(InputError, match=f"^{src}/A/character01/bad name.png: file name is not"):
+        fetch(folder(src), tmp_path / "scratch")
 
 
-def test_download_stage_fetches_checked_zips_and_fetch_extracts_them(tmp_path, server, monkeypatch):
+def test_download_stage_fetches_checked_zips_and_index_extracts_them(tmp_path, server, monkeypatch):
     www, url = server
     make_set(tmp_path / "images_background", {"A": 2}, drawers=3)
     archive = zip_folder(tmp_path / "images_background", www / "images_background.zip")
@@ -200,12 +207,12 @@ def test_download_stage_fetches_checked_zips_and_fetch_extracts_them(tmp_path, s
     data = Data(source="omniglot", mirror=url)
     got = download(data, tmp_path / "downloads")
     assert got == [tmp_path / "downloads" / "images_background.zip"] and md5(got[0]) == md5(archive)
-    scan = fetch(data, tmp_path / "raw", downloads=tmp_path / "downloads")
+    scan = fetch(data, tmp_path / "scratch", downloads=tmp_path / "downloads")
     assert len(scan.drawings) == 6 and {d.set for d in scan.drawings} == {"images_background"}
     # Any other source leaves the folder empty (DVC's run cache keeps the zips).
     assert download(Data(), tmp_path / "downloads") == []
     with pytest.raises(InputError, match=r"downloads/images_background.zip: not found; the download stage"):
-        fetch(data, tmp_path / "raw", downloads=tmp_path / "downloads")
+        fetch(data, tmp_path / "scratch2", downloads=tmp_path / "downloads")
 
 
 def test_download_with_wrong_md5_leaves_nothing(tmp_path, server):
@@ -235,11 +242,11 @@ def test_folder_of_official_zips_put_by_hand(tmp_path, monkeypatch):
     zips.mkdir()
     archive = zip_folder(tmp_path / "images_background", zips / "images_background.zip")
     monkeypatch.setitem(download_stage.OMNIGLOT_MD5, "images_background", md5(archive))
-    scan = fetch(folder(zips), tmp_path / "raw")
+    scan = fetch(folder(zips), tmp_path / "scratch")
     assert len(scan.drawings) == 12 and {d.set for d in scan.drawings} == {"images_background"}
     monkeypatch.setitem(download_stage.OMNIGLOT_MD5, "images_background", "0" * 32)
     with pytest.raises(InputError, match=r"images_background.zip: md5 is not 0+; the file is damaged"):
-        fetch(folder(zips), tmp_path / "raw2")
+        fetch(folder(zips), tmp_path / "scratch2")
 
 
 def test_zip_entry_outside_target_is_refused(tmp_path):
