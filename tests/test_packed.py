@@ -20,12 +20,13 @@ from omniglot_mtl.synthetic import generate
 
 def test_decode_matches_the_notebook_transform(tmp_path):
     generate(tmp_path, seed=1, alphabets=2, characters=2, drawers=3)
-    notebook = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
     paths = sorted(tmp_path.rglob("*.png"))
-    for path in paths[:4]:
-        expected = notebook(Image.open(path).convert("L"))  # (1, 64, 64) floats in [0, 1]
-        ours = torch.from_numpy(decode(path, 64)).float().div(255)
-        assert torch.equal(ours, expected[0])
+    for size in (64, 32, 20):
+        notebook = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+        for path in paths[:4]:
+            expected = notebook(Image.open(path).convert("L"))  # (1, S, S) floats in [0, 1]
+            ours = torch.from_numpy(decode(path, size)).float().div(255)
+            assert torch.equal(ours, expected[0])
     # Several processes give the same array, in the same order, as one.
     assert np.array_equal(decode_all(paths, 32, workers=2), np.stack([decode(p, 32) for p in paths]))
 

@@ -57,6 +57,7 @@ def exp_rows(repo: Path) -> list[dict]:
                 rows.append(
                     {
                         "name": entry.get("name") or entry["rev"],
+                        "rev": entry["rev"],
                         "status": data.get("status"),
                         "params": data["params"]["params.yaml"]["data"],
                         "metrics": data["metrics"].get("metrics/evaluate.json", {}).get("data"),
@@ -346,7 +347,8 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
     assert sum("Running stage 'train_multi_output'" in log for log in logs) == 3
     dvc(repo, *documented("dvc queue remove --failed")[1:])  # the clean-up after a failure; none here
     rows = exp_rows(repo)
-    assert sorted((float(r["params"]["loss"]["char_weight"]), r["params"]["seed"]) for r in rows) == [
+    settings = [(float(r["params"]["loss"]["char_weight"]), r["params"]["seed"]) for r in rows]
+    assert sorted(settings) == [
         (1, 0),
         (1, 0),
         (1, 1),
@@ -366,10 +368,8 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
     # The commit and the experiment of its own params are one run, named twice.
     assert any("=" in name for name in result["groups"][0]["runs"])
     revs = {}
-    for commit in json.loads(dvc(repo, "exp", "show", "--json").stdout)[1:]:
-        for entry in [commit] + [e["revs"][0] for e in commit.get("experiments") or []]:
-            params = entry["data"]["params"]["params.yaml"]["data"]
-            revs.setdefault((float(params["loss"]["char_weight"]), params["seed"]), entry["rev"])
+    for setting, row in zip(settings, rows, strict=True):
+        revs.setdefault(setting, row["rev"])  # the commit before the experiment of its own params
     by_task = {r["task"]: r for r in result["comparisons"]}
     assert sorted(by_task) == ["multi_input.character", "multi_output.alphabet", "multi_output.character"]
     for name, row in by_task.items():
@@ -407,11 +407,8 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
 
 
 def exp_rev(repo: Path, name: str) -> str:
-    for commit in json.loads(dvc(repo, "exp", "show", "--json").stdout)[1:]:
-        for exp in commit.get("experiments") or []:
-            if exp["revs"][0]["name"] == name:
-                return exp["revs"][0]["rev"]
-    raise AssertionError(f"no experiment {name}")
+    (rev,) = [r["rev"] for r in exp_rows(repo) if r["name"] == name]
+    return rev
 
 
 def reset_to_head(repo: Path) -> None:

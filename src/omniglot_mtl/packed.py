@@ -1,7 +1,7 @@
 """Decoded images: every image decoded once into one uint8 array per split, and its reader.
 
 The arrays hold exactly what the notebook's loader fed its network, times 255: PIL decode,
-``convert("L")``, ``transforms.Resize((S, S))``. Training then batches by indexing one tensor
+``convert("L")``, ``transforms.Resize((S, S))`` (tests/test_packed.py holds them equal). Training then batches by indexing one tensor
 (on the GPU, one tensor already on the device) and never touches a PNG.
 """
 
@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms import functional as TF
 
 from .environment import usable_cpus
 from .errors import InputError
@@ -60,7 +59,9 @@ def decode(path: Path, size: int) -> np.ndarray:
     except Exception as err:  # whatever PIL raises on a damaged file (see the docstring)
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(f"{path}: cannot decode as an image ({message})") from None
-    return np.array(TF.resize(gray, [size, size]), dtype=np.uint8)
+    # What torchvision's Resize((S, S)) does to a PIL image, called directly: importing
+    # torchvision costs every stage that imports this module about 2 s, for one PIL call.
+    return np.array(gray.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 def _decode_chunk(args: tuple[list[str], int]) -> np.ndarray:
