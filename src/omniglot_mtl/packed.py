@@ -1,23 +1,32 @@
 """Decoded images: every image decoded once into one uint8 array per split, and its reader.
 
 The arrays hold exactly what the notebook's loader fed its network, times 255: PIL decode,
-``convert("L")``, ``transforms.Resize((S, S))`` (tests/test_packed.py holds them equal). Training then batches by indexing one tensor
-(on the GPU, one tensor already on the device) and never touches a PNG.
+``convert("L")``, ``transforms.Resize((S, S))`` (tests/test_packed.py holds them equal).
+Training then batches by indexing one tensor (on the GPU, one tensor already on the device) and
+never touches a PNG.
+
+Writing needs numpy and PIL only; torch is imported where tensors are made (:func:`load_split`),
+so the index stage starts without it (importing torch takes 2-3 s on a small CPU).
 """
+
+from __future__ import annotations
 
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from .environment import usable_cpus
 from .errors import InputError
 from .tasks import TASKS
+
+if TYPE_CHECKING:
+    import torch
 
 # Omniglot's drawings are 105 x 105. A side over this bound is no drawing: a decompression bomb
 # (a small 1-bit PNG that declares 20,000 x 20,000 pixels decodes to 400 MB) or a photograph.
@@ -109,7 +118,7 @@ class PackedSplit:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def to(self, device: torch.device) -> "PackedSplit":
+    def to(self, device: torch.device) -> PackedSplit:
         return PackedSplit(self.images.to(device), {k: v.to(device) for k, v in self.labels.items()})
 
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -120,6 +129,8 @@ class PackedSplit:
 
 
 def load_split(packed_dir: Path, split: str) -> PackedSplit:
+    import torch
+
     path = Path(packed_dir) / f"{split}.npz"
     with np.load(path, allow_pickle=False) as f:
         images = torch.from_numpy(f["images"]).unsqueeze(1)
