@@ -333,7 +333,7 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
         status = dvc(repo, *documented("dvc queue status")[1:]).stdout
         if "Queued" not in status and "Running" not in status:
             break
-        time.sleep(1)
+        time.sleep(4)  # each `dvc queue status` takes about a second of the CPU the worker needs
     failed = [line.split()[1] for line in status.splitlines() if " Failed" in line]
     logs = "\n".join(
         dvc(repo, *documented("dvc queue logs <name>", {"<name>": name})[1:], check=False).stdout
