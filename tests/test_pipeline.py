@@ -21,6 +21,7 @@ import torch
 import yaml
 from conftest import ENV, GIT_ID, ROOT, copy_project, documented, documented_line, dvc, git, make_set, shell
 from dvc.api import DVCFileSystem
+from filelock import FileLock
 
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.environment import PORTABLE_CAPS, cpu_model, usable_cpus
@@ -66,16 +67,35 @@ def exp_rows(repo: Path) -> list[dict]:
     return rows
 
 
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, worker_id) -> tuple[Path, str]:
+    """The project, reproduced with tiny params and committed, once per test run: the first
+    xdist worker to get here builds it under a lock, the other finds it (a build costs ~20 s).
+    Nothing runs in it afterwards; tests get copies (``pipeline``, ``workspace``)."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the folder every worker's own base folder is in
+    repo, log = shared / "reproduced" / "project", shared / "reproduced" / "repro.log"
+    with FileLock(shared / "reproduced.lock"):
+        if not log.exists():
+            shutil.rmtree(repo, ignore_errors=True)  # what a build that failed left
+            copy_project(repo)
+            set_params(repo, TINY)
+            git(repo, "add", "-A")
+            git(repo, "commit", "-qm", "project")  # as in a user's clone (DVCLive needs a commit)
+            first = dvc(repo, *documented("dvc repro")[1:])
+            shell(repo, documented_line("git add -A && git commit -m baseline"))
+            log.write_text(first.stdout)
+    return repo, log.read_text()
+
+
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """The project, reproduced once with tiny params and committed."""
-    repo = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
-    set_params(repo, TINY)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "project")  # as in a user's clone (DVCLive fails in a repo with no commit)
-    first = dvc(repo, *documented("dvc repro")[1:])
-    shell(repo, documented_line("git add -A && git commit -m baseline"))
-    return repo, first.stdout
+def pipeline(reproduced, tmp_path_factory) -> tuple[Path, str]:
+    """A copy of the reproduced project, shared by the tests of this module that only read it."""
+    repo, log = reproduced
+    copy = tmp_path_factory.mktemp("pipeline") / "project"
+    shutil.copytree(repo, copy, symlinks=True)
+    return copy, log
 
 
 @pytest.fixture
