@@ -249,6 +249,18 @@ def test_folder_of_official_zips_put_by_hand(tmp_path, monkeypatch):
         fetch(folder(zips), tmp_path / "scratch2")
 
 
+def test_an_official_zip_without_its_set_folder_is_named(tmp_path, monkeypatch):
+    make_set(tmp_path / "elsewhere", {"A": 1}, drawers=3)
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    archive = zip_folder(tmp_path / "elsewhere", zips / "images_background.zip")
+    monkeypatch.setitem(download_stage.OMNIGLOT_MD5, "images_background", md5(archive))
+    with pytest.raises(
+        InputError, match=r"^.*zips/images_background.zip: holds no images_background/ folder$"
+    ):
+        fetch(folder(zips), tmp_path / "scratch")
+
+
 def test_zip_entry_outside_target_is_refused(tmp_path):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:

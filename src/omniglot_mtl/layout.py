@@ -1,9 +1,9 @@
 """Omniglot's folder layout: ``<set>/<Alphabet>/<characterNN>/<id>_<drawer>.png``.
 
-One scanner serves every source, so a folder read in place, an extracted zip and the synthetic set are
-checked by the same rules: entries that are not drawings (OS metadata, READMEs, a folder named
-like a drawing, a symlink to a folder) are skipped, counted and named; a PNG whose name breaks
-the pattern or a character folder with no drawings is an error. Symlinks to files are read as
+One scanner serves every source, so a folder read in place, an extracted zip and the synthetic
+set are checked by the same rules: entries that are not drawings (OS metadata, READMEs, a folder
+named like a drawing, a symlink to a folder) are skipped, counted and named; a PNG whose name
+breaks the pattern or a character folder with no drawings is an error. Symlinks to files are read as
 the files they point to; symlinks to folders are not followed.
 """
 

@@ -10,7 +10,7 @@
   sets, ``images_background`` and/or ``images_evaluation``, as folders (read where they are) or
   as the official zips (extracted; see :func:`omniglot_mtl.folder_source.folder_sets`).
 
-No copy of the drawings is kept: a ``data/raw`` of 19,280 files cost DVC ~15 s of hashing and
+No copy of the drawings is kept: a ``data/raw`` of 19,280 files cost DVC ~20 s of hashing and
 caching per run and its stat calls on every ``dvc repro`` (docs/performance.md), and bought
 nothing, since the index stage decodes every drawing whenever it runs anyway.
 """
