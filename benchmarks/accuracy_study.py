@@ -23,7 +23,6 @@ seeds' models' log-probabilities averaged). Prints a table and a JSON line.
 """
 
 import argparse
-import dataclasses
 import json
 import time
 from collections import Counter
@@ -31,20 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import ROOT, decoded_split, machine, set_params  # benchmarks/common.py
+from common import ROOT, decoded_splits, machine, study_params  # benchmarks/common.py
 from PIL import Image
 
 from omniglot_mtl.augment import random_affine
 from omniglot_mtl.checkpoints import load_checkpoint
-from omniglot_mtl.devices import resolve_precision
 from omniglot_mtl.evaluate import character_alphabet
-from omniglot_mtl.index import build_index, names_by_index, read_maps
+from omniglot_mtl.index import names_by_index, read_maps
 from omniglot_mtl.inference import predict
-from omniglot_mtl.layout import scan_sets
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.packed import PackedSplit, load_split
-from omniglot_mtl.params import Params, as_dict, from_dict
-from omniglot_mtl.recipe import merged, read_recipe
+from omniglot_mtl.params import Params, as_dict
 from omniglot_mtl.training import fit
 from omniglot_mtl.weighting import make_weighting
 
@@ -101,17 +97,8 @@ def draw_sheet(rows: list[tuple[int, int]], images: np.ndarray, labels: np.ndarr
 # --- trials ----------------------------------------------------------------------------------
 
 
-def recipe(overrides: list[str]) -> Params:
-    """The convnet recipe as Params, with ``overrides`` (KEY=VALUE) applied last."""
-    values = merged(as_dict(Params()), read_recipe(ROOT / "recipes" / "convnet.yaml"))
-    params = from_dict(Params, set_params(values, overrides), "")
-    params.validate()
-    return params
-
-
 def splits(data_dir: Path, params: Params) -> tuple[dict[str, PackedSplit], torch.Tensor, int, int]:
-    index, alphabets, characters = build_index(scan_sets({data_dir.name: data_dir}), params.data.split)
-    out = {name: decoded_split(data_dir, frame, params.data.image_size) for name, frame in index.items()}
+    out, alphabets, characters = decoded_splits(data_dir, params)
     return out, character_alphabet(alphabets, characters), len(alphabets), len(characters)
 
 
@@ -138,9 +125,9 @@ def scores(lp: dict[str, torch.Tensor], test: PackedSplit, to_alphabet: torch.Te
 
 def trials(args: argparse.Namespace) -> None:
     data_dir = args.data_dir.resolve()
-    params = recipe(["data.source=folder", f"data.folder={data_dir}", *args.set])  # as the JSON says
-    precision = resolve_precision(params.train.precision, torch.device("cpu"))
-    params = dataclasses.replace(params, train=dataclasses.replace(params.train, precision=precision))
+    # The convnet recipe, with the data source the JSON line should name and any --set.
+    overrides = ["data.source=folder", f"data.folder={data_dir}", *args.set]
+    params = study_params(overrides, ROOT / "recipes" / "convnet.yaml")
     data, to_alphabet, n_alpha, n_char = splits(data_dir, params)
     test, rows, sums = data["test"], [], {1: None, args.views: None}
     for seed in args.seeds:

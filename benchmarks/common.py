@@ -94,3 +94,33 @@ def decoded_split(data_dir: Path, frame, size: int):
     images = torch.from_numpy(decode_all([data_dir.parent / p for p in frame["path"]], size)).unsqueeze(1)
     labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
     return PackedSplit(images, labels)
+
+
+def study_params(overrides: list[str], recipe: Path | None = None):
+    """Params for a training study run in this process: the schema's defaults (params.yaml's),
+    ``recipe`` (e.g. recipes/convnet.yaml) merged over them, then ``overrides`` (KEY=VALUE),
+    checked, with ``train.precision`` resolved for this CPU as the training stage resolves it."""
+    import dataclasses
+
+    from omniglot_mtl.devices import resolve_precision
+    from omniglot_mtl.params import Params, as_dict, from_dict
+    from omniglot_mtl.recipe import merged, read_recipe
+
+    values = as_dict(Params())
+    if recipe:
+        values = merged(values, read_recipe(recipe))
+    params = from_dict(Params, set_params(values, overrides), "")
+    params.validate()
+    precision = resolve_precision(params.train.precision, torch.device("cpu"))
+    return dataclasses.replace(params, train=dataclasses.replace(params.train, precision=precision))
+
+
+def decoded_splits(data_dir: Path, params) -> tuple[dict, dict[str, int], dict[str, int]]:
+    """``({split: PackedSplit}, alphabets, characters)`` of the set folder ``data_dir`` under
+    ``params.data``: the index stage's manifests and arrays, made in this process."""
+    from omniglot_mtl.index import build_index
+    from omniglot_mtl.layout import scan_sets
+
+    index, alphabets, characters = build_index(scan_sets({data_dir.name: data_dir}), params.data.split)
+    splits = {name: decoded_split(data_dir, frame, params.data.image_size) for name, frame in index.items()}
+    return splits, alphabets, characters

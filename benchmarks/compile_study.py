@@ -13,7 +13,6 @@ cost; the steady rate is the last epoch's) and a JSON line.
 """
 
 import argparse
-import dataclasses
 import hashlib
 import io
 import json
@@ -23,16 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, decoded_split, machine  # benchmarks/common.py
+from common import ROOT, decoded_splits, machine, study_params  # benchmarks/common.py
 
-from omniglot_mtl.devices import resolve_precision
 from omniglot_mtl.distributed import World
-from omniglot_mtl.index import build_index
 from omniglot_mtl.inference import accuracy
-from omniglot_mtl.layout import scan_sets
 from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.params import Params, as_dict, from_dict
-from omniglot_mtl.recipe import merged, read_recipe
 from omniglot_mtl.training import fit
 from omniglot_mtl.weighting import make_weighting
 
@@ -44,24 +38,13 @@ class Compiled(World):
         return torch.compile(model)
 
 
-def setting_params(name: str, epochs: int) -> Params:
-    values = as_dict(Params())
-    if name == "recipe":
-        values = merged(values, read_recipe(ROOT / "recipes" / "convnet.yaml"))
-    values["train"]["epochs"] = epochs
-    return from_dict(Params, values, "")
-
-
 def leg(args: argparse.Namespace) -> dict:
-    params = setting_params(args.setting, args.epochs)
-    device = torch.device("cpu")
-    cfg = dataclasses.replace(params.train, precision=resolve_precision(params.train.precision, device))
-    size = params.data.image_size
-    index, alphabets, characters = build_index(
-        scan_sets({args.data_dir.name: args.data_dir}), params.data.split
-    )
-    data = {name: decoded_split(args.data_dir, index[name], size) for name in ("train", "val", "test")}
+    recipe = ROOT / "recipes" / "convnet.yaml" if args.setting == "recipe" else None
+    params = study_params([f"train.epochs={args.epochs}"], recipe)
+    cfg = params.train
+    data, alphabets, characters = decoded_splits(args.data_dir, params)
     torch.manual_seed(params.seed)
+    size = params.data.image_size
     config = ModelConfig("multi_output", len(alphabets), len(characters), size, params.model.backbone)
     model = build_model(config)
     weighting = make_weighting(params.loss.weights, params.loss.method, params.loss.normalize)
