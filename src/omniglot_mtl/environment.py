@@ -26,9 +26,10 @@ from .atomic import write_json
 PORTABLE_CAPS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 # ... and one thread count everywhere: threads split the reductions, and so change the bytes.
 PORTABLE_THREADS = 2
-# The packages whose code computes a checkpoint's bytes (decoding and packing ran before).
-COMPUTING = ("torch", "torchvision", "numpy")
-PACKAGES = ("torchvision", "numpy", "pillow", "dvc", "dvclive", "torchmetrics")
+# The packages whose code computes a checkpoint's bytes (decoding and packing ran before, with
+# Pillow; no stage imports torchvision).
+COMPUTING = ("torch", "numpy")
+PACKAGES = ("numpy", "pillow", "torchvision", "dvc", "dvclive")
 
 
 def cap_instruction_sets(portable: bool) -> None:
