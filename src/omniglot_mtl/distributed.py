@@ -80,6 +80,11 @@ class World:
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+        if self.size > 1:
+            dist.barrier()
+
     def sync_buffers(self, model: nn.Module) -> None:
         """Give every process rank 0's buffers (batch norm's running statistics, which each
         process updates from its own share of the batch) before they are used or saved."""

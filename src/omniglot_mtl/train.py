@@ -44,7 +44,12 @@ def train_model(
     world = init_world(device)
     try:
         paths = (packed_dir, index_dir, model_path, metrics_dir)
-        return _train(params, kind, *paths, device, world, threads, recorded)
+        result = _train(params, kind, *paths, device, world, threads, recorded)
+        # No process tears the group down while another may still use it: rank 0 hosts its
+        # store, and a gloo thread still at work when its process exits aborts that process
+        # (seen once in a 2-process run: "terminate called without an active exception").
+        world.barrier()
+        return result
     finally:
         close_world(world)
 
