@@ -251,6 +251,19 @@ def test_macro_accuracy_averages_the_classes_that_have_test_images():
     assert task_metrics(logits, target) == {"accuracy": 0.5, "top5": 1.0, "macro_accuracy": 0.666667}
 
 
+def test_top5_counts_a_class_ranked_fifth_and_not_one_ranked_sixth():
+    from omniglot_mtl.evaluate import task_metrics
+
+    scores = torch.tensor([6.0, 5, 4, 3, 2, 1, 0])  # class c ranked c + 1
+    logits = scores.repeat(3, 1)
+    # Ranked 5th, 6th and 1st: two of three in the top 5, one of three on top.
+    assert task_metrics(logits, torch.tensor([4, 5, 0])) == {
+        "accuracy": 0.333333,
+        "top5": 0.666667,
+        "macro_accuracy": 0.333333,
+    }
+
+
 def test_predict_over_a_folder_agrees_with_the_evaluate_stage(trained, capsys):
     """Every test drawing, given as a folder and as a quoted glob: the share whose top
     character is right is the evaluate stage's test accuracy."""
