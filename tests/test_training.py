@@ -361,3 +361,36 @@ def test_normalize_through_fit_divides_by_the_running_mean_of_each_loss(data):
             assert [record["weight/alphabet"], record["weight/character"]] == pytest.approx(
                 expected, rel=1e-5
             )
+
+
+FAULTS_PROBE = """
+import resource, sys, torch
+from omniglot_mtl.devices import keep_freed_cpu_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_cpu_memory()
+x = torch.ones(32, 16, 64, 64)  # 8 MB: a seed-network feature map at batch 32
+
+def step():  # four such maps alive at once, then all freed, as in a training step
+    maps = [x * i for i in range(4)]
+    del maps
+
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(100):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator: a no-op elsewhere")
+def test_freed_cpu_memory_is_reused_not_faulted_in_again():
+    def faults(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", FAULTS_PROBE, mode], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout)
+
+    # By default glibc gives the freed maps back and faults them in again: 67,170 to 816,101
+    # minor faults over the 100 steps (10 runs). Kept: 0 in half the runs, at most 10,241 in 30
+    # runs of 20 or 100 steps (the four maps' pages faulted once or so, not once a step).
+    assert faults("keep") <= 6 * 2048 < faults("default")

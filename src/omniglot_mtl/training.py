@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import augment_generator, random_affine
+from .devices import keep_freed_cpu_memory
 from .distributed import ONE_PROCESS, World
 from .errors import InputError
 from .inference import accuracy, autocast
@@ -98,6 +99,8 @@ def fit(
             f"processes ({world.size}); each process takes an equal share of a batch"
         )
     device = train.images.device
+    if device.type == "cpu":  # each step's maps and gradients reuse memory, not fault it in anew
+        keep_freed_cpu_memory()
     net = world.wrap(model, device)
     weighting.sync = world.mean if world.size > 1 else None
     optimizer = make_optimizer(model, weighting, cfg, device)
