@@ -69,14 +69,16 @@ def keep_freed_cpu_memory() -> bool:
     MB each. glibc's defaults map blocks that large afresh and trim freed memory off the heap,
     so the steps keep page-faulting memory in again. With blocks up to 32 MB served from the
     heap and the heap never trimmed, a training stage of the seed network on the background set
-    took 0.19-0.24 million minor page faults instead of 1.5-2.3 million; multi-output trained at
-    2,096-2,201 images/s against 1,862-2,088, multi-input within its run-to-run spread (2-core
-    EPYC, AVX2 cap, two or three runs each). Either setting alone was slower than neither (in a
-    micro-benchmark). This
-    is what PyTorch's performance tuning guide gets from preloading jemalloc or TCMalloc.
-    The arithmetic is the same (PyTorch aligns every block to 64 bytes wherever it comes from:
-    the checkpoints are byte-identical); the process keeps its peak memory until it exits.
-    A no-op elsewhere than Linux with glibc.
+    took 0.18-0.24 million minor page faults instead of 1.2-2.3 million (2-core EPYC, AVX2 cap).
+    A bare step took 12.6-13.8 ms instead of 15.4 ms; whole multi-output stages trained at
+    1,845-2,201 images/s (mean 2,013) against 1,809-2,088 (mean 1,906), five alternating runs
+    each, within this machine's run-to-run spread. Either setting alone made the bare step
+    slower than neither. jemalloc or TCMalloc, which PyTorch's performance tuning guide
+    suggests preloading, would do the same.
+
+    The arithmetic is the same: PyTorch aligns every block to 64 bytes wherever it comes from,
+    and the checkpoints are byte-identical. The cost is that the process keeps its peak memory
+    until it exits. Nothing happens elsewhere than Linux with glibc.
     """
     if not sys.platform.startswith("linux"):
         return False
