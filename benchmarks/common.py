@@ -1,6 +1,7 @@
 """What the benchmarks share: a fresh clone of HEAD with its own data source, commands run in
 it, its test accuracies, and a line that names the machine a figure comes from."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -100,8 +101,6 @@ def study_params(overrides: list[str], recipe: Path | None = None):
     """Params for a training study run in this process: the schema's defaults (params.yaml's),
     ``recipe`` (e.g. recipes/convnet.yaml) merged over them, then ``overrides`` (KEY=VALUE),
     checked, with ``train.precision`` resolved for this CPU as the training stage resolves it."""
-    import dataclasses
-
     from omniglot_mtl.devices import resolve_precision
     from omniglot_mtl.params import Params, as_dict, from_dict
     from omniglot_mtl.recipe import merged, read_recipe
