@@ -396,8 +396,8 @@ def test_freed_cpu_memory_is_reused_not_faulted_in_again():
 
     # Mapped afresh, every page of every map faults in again: 819,600 in 5 of 5 runs. Kept, the
     # heap grows a few maps past the first step's peak while its layout settles, then faults
-    # nothing: 0 to 12,288 in 90 runs, 30 of them beside a 2-process CPU hog. A bound near that
-    # maximum failed once in CI (12,289), so the test asks for a tenth at most. Both start from
+    # nothing: 0 to 12,289 in 70 runs, 30 of them beside a 2-process CPU hog. A bound of 12,288
+    # failed once in CI (12,289), so the test asks for a tenth at most. Both start from
     # a fixed threshold because glibc's default raises its threshold as maps are freed and then
     # trims the heap or not depending on its layout: one process faults every step and the next
     # almost never (12,259 to 816,101 over 100 steps), which would let a no-op pass.
