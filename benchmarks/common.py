@@ -86,6 +86,17 @@ def test_accuracies(repo: Path) -> dict[str, float]:
     return {name: metrics[model][task]["accuracy"] for name, (model, task) in TASKS.items()}
 
 
+def set_index(data_dir: Path, split) -> tuple[dict, dict[str, int], dict[str, int]]:
+    """The index stage's ``({split: manifest}, alphabets, characters)`` for the set folder
+    ``data_dir`` under ``split`` (a params.Split), made in this process. The set is named after
+    its folder, so every manifest path begins with ``data_dir.name``: ``data_dir.parent / path``
+    is the file."""
+    from omniglot_mtl.index import build_index
+    from omniglot_mtl.layout import scan_sets
+
+    return build_index(scan_sets({data_dir.name: data_dir}), split)
+
+
 def decoded_split(data_dir: Path, frame, size: int):
     """The rows of one manifest (``frame``) of the set folder ``data_dir`` (its paths begin with
     the set's name) as a PackedSplit: every PNG decoded once, at ``size``, as the index stage
@@ -117,9 +128,6 @@ def study_params(overrides: list[str], recipe: Path | None = None):
 def decoded_splits(data_dir: Path, params) -> tuple[dict, dict[str, int], dict[str, int]]:
     """``({split: PackedSplit}, alphabets, characters)`` of the set folder ``data_dir`` under
     ``params.data``: the index stage's manifests and arrays, made in this process."""
-    from omniglot_mtl.index import build_index
-    from omniglot_mtl.layout import scan_sets
-
-    index, alphabets, characters = build_index(scan_sets({data_dir.name: data_dir}), params.data.split)
+    index, alphabets, characters = set_index(data_dir, params.data.split)
     splits = {name: decoded_split(data_dir, frame, params.data.image_size) for name, frame in index.items()}
     return splits, alphabets, characters

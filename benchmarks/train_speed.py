@@ -35,8 +35,6 @@ import torch.optim as optim
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from omniglot_mtl.index import build_index
-from omniglot_mtl.layout import scan_sets
 from omniglot_mtl.notebook import MultiInputNet, MultiOutputNet, OmniglotDataset, custom_collate_fn
 from omniglot_mtl.params import Split, Train
 
@@ -44,7 +42,7 @@ BATCH, LR = 32, 0.001
 
 
 def manifests(data_dir: Path):
-    index, alphabets, characters = build_index(scan_sets({data_dir.name: data_dir}), Split())
+    index, alphabets, characters = common.set_index(data_dir, Split())
     return index, len(alphabets), len(characters)
 
 
