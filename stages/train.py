@@ -28,7 +28,7 @@ def declared_params(stage: str) -> tuple[str, ...]:
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(registries=False)  # checked by check_params
     cap_instruction_sets(params.cpu.portable)  # before torch is imported, here:
     from omniglot_mtl import distributed
     from omniglot_mtl.models import MODEL_KINDS

@@ -15,6 +15,8 @@ from omniglot_mtl.params import Split
 from omniglot_mtl.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/notebook.py: the notebook's networks, which tests/test_models.py compares ours with.
+sys.path.append(str(ROOT / "benchmarks"))
 
 
 def write_png(path: Path, seed: int, size: int = 105) -> None:

@@ -24,7 +24,7 @@ def registries():
 
 
 def test_a_toy_backbone_and_weighting_method_from_outside_the_package_train_through_fit(data, registries):
-    @backbones.register("tiny_mlp", min_image_size=8)
+    @backbones.register("tiny_mlp")
     class TinyMLP(nn.Module):
         def __init__(self, image_size: int):
             super().__init__()

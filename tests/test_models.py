@@ -1,11 +1,11 @@
 """The models are the notebook's networks, sized from the data."""
 
 import torch
+from notebook import MultiInputNet as NotebookMultiInput  # benchmarks/notebook.py
+from notebook import MultiOutputNet as NotebookMultiOutput
 from torch import nn
 
 from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.notebook import MultiInputNet as NotebookMultiInput
-from omniglot_mtl.notebook import MultiOutputNet as NotebookMultiOutput
 
 
 def test_multi_input_is_the_notebook_network():

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,8 @@ import yaml
 
 from omniglot_mtl.devices import resolve_device, resolve_precision
 from omniglot_mtl.errors import InputError
-from omniglot_mtl.params import ParamError, Params, as_dict, load_params
+from omniglot_mtl.params import ParamError, Params, as_dict, from_dict, load_params
+from omniglot_mtl.weighting import METHODS, hyperparameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +21,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_project_params_are_the_documented_defaults():
     params = load_params(ROOT / "params.yaml")
-    assert params == Params()
+    assert dataclasses.replace(params, loss=dataclasses.replace(params.loss, methods={})) == Params()
+    # Each method's section says its constructor's defaults.
+    for method, given in params.loss.methods.items():
+        defaults = {name: p.default for name, p in hyperparameters(METHODS[method]).items()}
+        assert given == defaults, method
     assert params.data.split.val_drawers == (15, 16, 17)
     assert params.train.batch_size == 32 and params.train.lr == 0.001 and params.train.epochs == 10
     assert params.loss.weights == {"alphabet": 1.0, "character": 1.0}
@@ -55,14 +61,26 @@ def test_as_dict_round_trips_through_yaml():
             "data.folder: ../omniglot/images_background",
         ),
         ("data: {source: folder, folder: ''}", "data.folder: is empty"),
-        ("data: {image_size: 63}", "data.image_size: must be an even number >= 8, got 63"),
+        ("data: {image_size: 20000}", "data.image_size: must be between 8 and 256, got 20000"),
+        ("data: {image_size: 4}", "data.image_size: must be between 8 and 256, got 4"),
+        ("seed: 18446744073709551616", "seed: must be between 0 and 2^64 - 1 (what torch and numpy take)"),
+        ("seed: -1", "seed: must be between 0 and 2^64 - 1"),
+        ("data: {synthetic: {seed: -3}}", "data.synthetic.seed: must be between 0 and 2^64 - 1"),
+        ("loss: {alpha_weight: .inf}", "loss.alpha_weight: must be a finite number, got inf"),
+        ("train: {lr: .nan}", "train.lr: must be a finite number, got nan"),
+        ("loss: {dwa: {temperature: 0}}", "loss.dwa.temperature: must be > 0, got 0"),
+        ("loss: {dwa: {temperature: warm}}", "loss.dwa.temperature: must be a number, got 'warm'"),
+        ("loss: {famo: {weight_decay: -1}}", "loss.famo.weight_decay: must be >= 0, got -1"),
+        ("loss: {dwa: {temprature: 1}}", "loss.dwa.temprature: unknown key (known: temperature)"),
+        ("loss: {dwaa: {temperature: 1}}", "loss.dwaa: not a loss weighting method; did you mean dwa?"),
+        ("loss: {static: {x: 1}}", "loss.static.x: unknown key (known: none)"),
         ("data: {split: {val_drawers: 15}}", "data.split.val_drawers: must be a list, got 15"),
         ("loss: {alpha_weight: 0, char_weight: 0}", "loss: alpha_weight and char_weight are both 0"),
         ("model: {backbone: no_such_net}", "model.backbone: must be one of ['seed', "),  # the registered ones
         ("model: {backbone: convnett}", "got 'convnett'; did you mean 'convnet'?"),
         (
             "model: {backbone: convnet}\ndata: {image_size: 12}",
-            "data.image_size: must be >= 16 for model.backbone: convnet, got 12",
+            "data.image_size: must be >= 16 for its four 2x2 poolings, got 12 (model.backbone: convnet)",
         ),
         ("train: {optimizer: sgd}", "train.optimizer: must be one of ['adam', 'adamw'], got 'sgd'"),
         ("train: {weight_decay: 0.1}", "train.weight_decay: needs optimizer: adamw"),
@@ -108,17 +126,34 @@ def test_device_that_is_not_there_fails_listing_what_is(monkeypatch):
         resolve_device("gpu")
 
 
-def test_the_params_check_reads_the_registries_without_importing_them():
-    """Backbones and weighting methods are defined once, by their @register decorators; the
-    params check reads the names from the source (no torch), and they are the registries'."""
+def test_the_params_check_asks_the_registries_themselves(monkeypatch):
+    """Backbones and weighting methods are defined once, where they are registered: the params
+    check takes their names from the registries, a backbone's size rule from its constructor and
+    a method's hyperparameters from its constructor's keyword-only arguments."""
     from omniglot_mtl import backbones, params, weighting
     from omniglot_mtl.inference import autocast
     from omniglot_mtl.training import make_optimizer
 
-    assert params.registered("backbones") == {"seed": {}, "convnet": {"min_image_size": 16}}
-    assert list(params.registered("backbones")) == list(backbones.BACKBONES)
-    assert list(params.registered("weighting")) == list(weighting.METHODS)
-    assert {n: f.min_image_size for n, f in backbones.BACKBONES.items()} == {"seed": 8, "convnet": 16}
+    def odd_only(size):
+        if size % 2 == 0:
+            raise ValueError(f"must be odd, got {size}")
+        return backbones.seed_backbone(size)
+
+    monkeypatch.setitem(backbones.BACKBONES, "odd_only", odd_only)
+    assert (
+        from_dict(Params, {"model": {"backbone": "odd_only"}, "data": {"image_size": 9}}, "").validate()
+        is None
+    )
+    with pytest.raises(
+        ParamError, match=r"data.image_size: must be odd, got 10 \(model.backbone: odd_only\)$"
+    ):
+        from_dict(Params, {"model": {"backbone": "odd_only"}, "data": {"image_size": 10}}, "").validate()
+    assert {name: list(weighting.hyperparameters(m)) for name, m in weighting.METHODS.items()} == {
+        "static": [],
+        "uncertainty": [],
+        "dwa": ["temperature"],
+        "famo": ["lr", "weight_decay"],
+    }
     with pytest.raises(ValueError, match="unknown loss weighting method 'magic'"):
         weighting.make_weighting({"alphabet": 1.0}, "magic")
     model = torch.nn.Linear(2, 2)

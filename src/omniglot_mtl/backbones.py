@@ -2,9 +2,9 @@
 
 A backbone is a callable ``f(image_size) -> nn.Module`` (a function or an ``nn.Module`` class),
 registered under its ``model.backbone`` name with ``@register("name")``; the heads of both
-models are sized from its ``.features``. ``min_image_size`` is the smallest ``data.image_size``
-it takes. The params check reads the names and sizes from the decorators in this file, without
-importing torch: keep them literal.
+models are sized from its ``.features``. An image size it cannot take, it refuses with a
+``ValueError`` saying why: the params check builds it (on torch's meta device, allocating
+nothing) with ``data.image_size`` before any stage runs.
 """
 
 from collections.abc import Callable
@@ -17,14 +17,13 @@ SEED_FEATURES = 128  # width of the seed backbone's image features, as in the no
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {}
 
 
-def register(name: str, min_image_size: int = 8):
+def register(name: str):
     """Decorator: make ``factory(image_size) -> nn.Module`` the backbone ``model.backbone: name``."""
 
     def add(factory: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
         if name in BACKBONES:
             raise ValueError(f"backbone {name!r} is registered twice")
         BACKBONES[name] = factory
-        factory.min_image_size = min_image_size
         return factory
 
     return add
@@ -135,7 +134,7 @@ def seed_backbone(image_size: int) -> nn.Sequential:
     return backbone
 
 
-@register("convnet", min_image_size=16)
+@register("convnet")
 class ConvNet(nn.Module):
     """A VGG-style network for small drawings: four blocks of a 3x3 convolution, batch norm and
     ReLU, each ending in a 2x2 max-pool; the last map, flattened, is the feature vector.
@@ -151,6 +150,8 @@ class ConvNet(nn.Module):
 
     def __init__(self, image_size: int):
         super().__init__()
+        if image_size < 2 ** len(self.widths):
+            raise ValueError(f"must be >= 16 for its four 2x2 poolings, got {image_size}")
         layers: list[nn.Module] = []
         c_in = 1
         for width in self.widths:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from tabulate import tabulate
 
 from . import stats
 from .errors import InputError, run_stage
@@ -360,21 +361,12 @@ HEADERS = {
 }
 
 
-def render_text(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in [header, *rows]
-    ]
-    return "\n".join(lines)
-
-
-def render_md(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join("| " + " | ".join(line) + " |" for line in [header, ["---"] * len(header), *rows])
-
-
 def report(result: dict, markdown: bool) -> str:
     groups, rows = tables(result)
-    render = render_md if markdown else render_text
+
+    def render(header: list[str], rows: list[list[str]]) -> str:
+        return tabulate(rows, header, tablefmt="github" if markdown else "plain", disable_numparse=True)
+
     if result["mode"] == "mcnemar":
         images = result["comparisons"][0]["images"]
         note = (

@@ -1,7 +1,6 @@
 """The ``device`` param: auto | cpu | cuda | cuda:N | mps, checked against what is there;
-``train.precision: auto``, which the device decides; and the CPU's memory allocator."""
+and ``train.precision: auto``, which the device decides."""
 
-import ctypes
 import os
 import sys
 
@@ -54,35 +53,3 @@ def resolve_precision(setting: str, device: torch.device) -> str:
             file=sys.stderr,
         )
     return setting
-
-
-# glibc's mallopt parameters (malloc.h); 32 MB is the ceiling of glibc's own adaptive threshold
-# on 64 bits.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD = -1, -3, 32 << 20
-
-
-def keep_freed_cpu_memory() -> bool:
-    """Make glibc keep the memory PyTorch frees for the next allocation, instead of handing it
-    back to the kernel; return whether it took the settings.
-
-    A training step allocates and frees the same feature maps and gradients every time, several
-    MB each. glibc's defaults map blocks that large afresh and trim freed memory off the heap,
-    so the steps keep page-faulting memory in again. With blocks up to 32 MB served from the
-    heap and the heap never trimmed, a training stage of the seed network on the background set
-    took 0.18-0.24 million minor page faults instead of 1.2-2.3 million (2-core EPYC, AVX2 cap).
-    A bare step took 12.6-13.8 ms instead of 15.4 ms; whole multi-output stages trained at
-    1,845-2,201 images/s (mean 2,013) against 1,809-2,088 (mean 1,906), five alternating runs
-    each, within this machine's run-to-run spread. Either setting alone made the bare step
-    slower than neither. jemalloc or TCMalloc, which PyTorch's performance tuning guide
-    suggests preloading, would do the same.
-
-    The arithmetic is the same: PyTorch aligns every block to 64 bytes wherever it comes from,
-    and the checkpoints are byte-identical. The cost is that the process keeps its peak memory
-    until it exits. Nothing happens elsewhere than Linux with glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))

@@ -1,4 +1,4 @@
-"""Data-parallel training with PyTorch's own distributed runtime, and nothing home-made.
+"""Data-parallel training with PyTorch's own distributed runtime and launcher.
 
 A training stage runs either as one plain process or under PyTorch's launcher (``torchrun``,
 i.e. ``python -m torch.distributed.run``), on one machine or several. The launcher tells each
@@ -60,7 +60,7 @@ class World:
         return tensor
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The mean of ``tensor`` over all processes, as a new tensor."""
+        """The mean of ``tensor`` over all processes (a new tensor; ``tensor`` itself in one)."""
         return self.sum(tensor.clone()) / self.size if self.size > 1 else tensor
 
     def average_gradients(self, params) -> None:
@@ -163,6 +163,9 @@ def relaunch(processes: int) -> int:
 
     Each process sets its own thread count (:func:`threads_per_process`). A failed process has
     already said what went wrong in one line; the launcher's own page about it is not printed.
+    That is why this calls the launcher's ``run`` rather than ``torchrun`` as a command: after a
+    child's one line, the command prints 40 more (its agent's error log and a traceback; two
+    processes, one exiting 1), and the one-line promise (tests/test_distributed.py) would break.
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run

@@ -1,8 +1,8 @@
 """Stage ``download``: the official Omniglot zips, into ``data/downloads/``, md5-checked.
 
 A declared, cached DVC output: with ``data.source: omniglot`` the stage downloads the zips of
-``data.sets`` from ``data.mirror``; with any other source it leaves the folder empty, and
-switching back to ``omniglot`` restores the zips from DVC's run cache instead of downloading
+``data.sets`` from ``data.mirror``; with any other source the folder holds one note saying so
+(an empty output makes DVC warn on every run), and switching back to ``omniglot`` restores the zips from DVC's run cache instead of downloading
 them again. Offline, put the zips in a folder and use ``data.source: folder`` with
 ``data.folder`` pointing at it: the same md5 check applies there.
 
@@ -26,13 +26,17 @@ OMNIGLOT_MD5 = {
 }
 
 
+NOTHING = "NOTHING_DOWNLOADED"  # the note, the one file in out when data.source is not omniglot
+
+
 def download(data: Data, out: Path) -> list[Path]:
     """Replace ``out`` with the zips of ``data.sets`` (none unless ``data.source`` is omniglot)."""
     with atomic_dir(out) as tmp:
-        if data.source == "omniglot":
-            for s in data.sets:
-                download_zip(f"images_{s}", data.mirror, tmp)
-    return sorted(Path(out).iterdir())
+        if data.source != "omniglot":
+            (tmp / NOTHING).write_text("data.source is not omniglot: nothing to download\n", encoding="utf-8")
+        for s in data.sets if data.source == "omniglot" else ():
+            download_zip(f"images_{s}", data.mirror, tmp)
+    return sorted(Path(out).glob("*.zip"))
 
 
 def download_zip(name: str, mirror: str, folder: Path, md5: str | None = None) -> Path:

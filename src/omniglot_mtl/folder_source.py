@@ -110,4 +110,4 @@ def _zip_names(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as zf:
             return [n.rsplit("/", 1)[-1] for n in zf.namelist()]
     except zipfile.BadZipFile:
-        return []  # the fetch stage names the file in one line; nothing here to check against
+        return []  # the index stage names the file in one line; nothing here to check against

@@ -4,11 +4,11 @@ A wrong value fails here with one line that names its key, e.g.
 ``params.yaml: train.lr: must be > 0, got -1``.
 """
 
-import ast
 import contextlib
 import dataclasses
 import difflib
-import functools
+import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,21 +24,12 @@ OMNIGLOT_SETS = ("background", "evaluation")
 PRECISIONS = ("fp32", "bf16", "auto")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
-
-
-@functools.cache
-def registered(module: str) -> dict[str, dict]:
-    """What ``omniglot_mtl/<module>.py`` registers with ``@register("name", key=value, ...)``:
-    ``{name: {key: value}}``, read from its source, so that the params check learns the valid
-    backbones and loss weighting methods from where they are defined without importing torch."""
-    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"))
-    found = {}
-    for node in ast.walk(tree):
-        for deco in getattr(node, "decorator_list", []):
-            if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register":
-                name = ast.literal_eval(deco.args[0])
-                found[name] = {k.arg: ast.literal_eval(k.value) for k in deco.keywords}
-    return found
+# The seeds both torch.manual_seed and numpy's generators take: [0, 2^64).
+MAX_SEED = 2**64 - 1
+# Omniglot's drawings are 105 px. At 256 px the background set's index holds 19,280 x 256^2
+# bytes (1.3 GB) and the seed network's first map at batch 32 is 134 MB; 20,000 px would ask
+# numpy for 89 GB before training started.
+IMAGE_SIZES = (8, 256)
 
 
 class ParamError(InputError):
@@ -89,12 +80,13 @@ class Synthetic:
                 raise ParamError(f"{key}.{name}", f"must be >= 2, got {getattr(self, name)}")
         if not 3 <= self.drawers <= 99:
             raise ParamError(f"{key}.drawers", f"must be between 3 and 99, got {self.drawers}")
+        check_seed(f"{key}.seed", self.seed)
 
 
 @dataclass(frozen=True)
 class Data:
     source: str = "synthetic"  # synthetic | omniglot | folder
-    folder: str = "data/external"  # source: folder; a dependency of fetch whatever the source
+    folder: str = "data/external"  # source: folder; a dependency of index whatever the source
     sets: tuple[str, ...] = ("background",)
     mirror: str = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python"
     image_size: int = 64
@@ -120,10 +112,11 @@ class Data:
                 f"{list(self.sets)} does not apply to source synthetic, which makes one set; "
                 "leave it at [background]",
             )
-        # The seed network's Linear takes 16*(S/2)^2 features, so S must be even; a backbone may
-        # need more (its min_image_size, checked with model.backbone).
-        if self.image_size < 8 or self.image_size % 2:
-            raise ParamError(f"{key}.image_size", f"must be an even number >= 8, got {self.image_size}")
+        # What a backbone needs besides (e.g. the convnet's 16 px) is the backbone's own rule,
+        # checked with model.backbone (Params.validate_registered).
+        low, high = IMAGE_SIZES
+        if not low <= self.image_size <= high:
+            raise ParamError(f"{key}.image_size", f"must be between {low} and {high}, got {self.image_size}")
         self.split.validate(f"{key}.split")
         self.synthetic.validate(f"{key}.synthetic")
 
@@ -217,6 +210,9 @@ class Loss:
     char_weight: float = 1.0
     method: str = "static"
     normalize: bool = False
+    # Each weighting method's own hyperparameters, ``loss.<method>.<name>`` in params.yaml (e.g.
+    # loss.dwa.temperature): {method: {name: value}}, checked against the method's constructor.
+    methods: dict[str, dict] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         for name in ("alpha_weight", "char_weight"):
@@ -248,35 +244,61 @@ class Params:
     loss: Loss = field(default_factory=Loss)
 
     def validate(self, registries: bool = True) -> None:
+        check_seed("seed", self.seed)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if hasattr(value, "validate"):
                 value.validate(f.name)
         if registries:
-            self.validate_names()
+            self.validate_registered()
 
-    def validate_names(self) -> None:
-        """The names defined by registries (backbones.py, weighting.py), and what they imply."""
-        one_of("model.backbone", self.model.backbone, registered("backbones"))
-        one_of("loss.method", self.loss.method, registered("weighting"))
-        backbone, size = self.model.backbone, self.data.image_size
-        smallest = registered("backbones")[backbone].get("min_image_size", 8)
-        if size < smallest:
-            raise ParamError(
-                "data.image_size", f"must be >= {smallest} for model.backbone: {backbone}, got {size}"
-            )
+    def validate_registered(self) -> None:
+        """What backbones.py and weighting.py define, checked by the classes themselves.
+
+        The names are the registries' own, imported (with torch: about 2 s of the params check,
+        ``python -X importtime stages/check_params.py``); a backbone is built on torch's meta
+        device, which allocates nothing, so that its constructor refuses an image size it cannot
+        take; each method given in ``loss`` is built with its hyperparameters.
+        """
+        import torch
+
+        from .backbones import BACKBONES
+        from .weighting import METHODS, hyperparameters
+
+        one_of("model.backbone", self.model.backbone, BACKBONES)
+        one_of("loss.method", self.loss.method, METHODS)
+        with torch.device("meta"):
+            try:
+                BACKBONES[self.model.backbone](self.data.image_size)
+            except ValueError as err:
+                raise ParamError(
+                    "data.image_size", f"{err} (model.backbone: {self.model.backbone})"
+                ) from None
+        for method, given in self.loss.methods.items():
+            if method not in METHODS:
+                close = difflib.get_close_matches(method, METHODS, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                known = ", ".join(METHODS)
+                raise ParamError(f"loss.{method}", f"not a loss weighting method{hint} (known: {known})")
+            options = from_signature(hyperparameters(METHODS[method]), given, f"loss.{method}")
+            try:
+                METHODS[method](self.loss.weights, **options)
+            except ValueError as err:  # "<hyperparameter>: <what is wrong>", the methods' convention
+                name, _, message = str(err).partition(": ")
+                raise ParamError(f"loss.{method}.{name}", message) from None
 
 
-# The modules whose @register names validate_names reads: dependencies of every stage that asks.
-REGISTRIES = ("backbones", "weighting")
+def check_seed(key: str, seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ParamError(key, f"must be between 0 and 2^64 - 1 (what torch and numpy take), got {seed}")
 
 
 def load_params(path: str | Path = "params.yaml", registries: bool = True) -> Params:
     """Read, type-check and validate ``path``. Missing keys take the defaults above.
 
-    ``registries=False`` leaves out the names that backbones.py and weighting.py define: the
-    data stages pass it, so that editing a model file does not make them (and so every stage)
-    rerun; the params check before them checked the names already.
+    ``registries=False`` leaves out what backbones.py and weighting.py define: every stage but
+    the params check passes it, so that editing a model file does not make the data stages
+    rerun, and no stage imports torch before ``cpu.portable`` caps it; the check ran first.
     """
     path = Path(path)
     try:
@@ -296,6 +318,9 @@ def from_dict(cls, raw, key: str):
         raise ParamError(key or "(top level)", f"must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if cls is Loss:  # a method's own section, loss.<method>: kept as given, checked by validate_registered
+        raw = dict(raw)
+        raw["methods"] = {k: raw.pop(k) for k in list(raw) if k not in names and isinstance(raw[k], dict)}
     unknown = sorted(set(raw) - names)
     if unknown:
         close = difflib.get_close_matches(unknown[0], names, n=1)
@@ -305,9 +330,22 @@ def from_dict(cls, raw, key: str):
     return cls(**values)
 
 
+def from_signature(parameters: dict[str, inspect.Parameter], raw: dict, key: str) -> dict:
+    """``raw`` converted by the annotations of the function ``parameters`` it will be passed to."""
+    unknown = sorted(set(raw) - set(parameters))
+    if unknown:
+        known = ", ".join(parameters) or "none"
+        raise ParamError(_join(key, unknown[0]), f"unknown key (known: {known})")
+    return {
+        name: _convert(parameters[name].annotation, value, _join(key, name)) for name, value in raw.items()
+    }
+
+
 def _convert(hint, value, key: str):
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
+    if typing.get_origin(hint) is dict:
+        return dict(value)
     if typing.get_origin(hint) is tuple:
         (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
         if not isinstance(value, list | tuple):
@@ -334,6 +372,8 @@ def _convert(hint, value, key: str):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamError(key, f"must be a number, got {value!r}")
+        if not math.isfinite(value):  # .inf or .nan in YAML: no consumer of a number takes them
+            raise ParamError(key, f"must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -347,8 +387,12 @@ def _join(prefix: str, name: str) -> str:
 
 
 def as_dict(params) -> dict:
-    """Params as plain JSON-able data (tuples become lists), e.g. to store in a checkpoint."""
-    return _plain(dataclasses.asdict(params))
+    """Params as plain JSON-able data in params.yaml's shape (tuples become lists), e.g. to store
+    in a checkpoint."""
+    plain = _plain(dataclasses.asdict(params))
+    if "loss" in plain:  # loss.<method> sections where params.yaml has them
+        plain["loss"] |= plain["loss"].pop("methods")
+    return plain
 
 
 def _plain(obj):

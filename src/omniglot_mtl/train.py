@@ -18,8 +18,7 @@ from .models import ModelConfig, build_model
 from .packed import load_split
 from .params import Params, as_dict
 from .tasks import CHARACTER
-from .training import FitResult, fit
-from .weighting import LossWeighting, make_weighting
+from .training import FitResult, OneTask, fit
 
 
 def train_model(
@@ -72,10 +71,13 @@ def _train(
     )
     model = build_model(config).to(device)
     if kind == "multi_output":
+        # Here only: the multi-input stage does not depend on the weighting methods (dvc.yaml).
+        from .weighting import make_weighting
+
         loss = params.loss
-        weighting = make_weighting(loss.weights, loss.method, loss.normalize)
-    else:  # one task: nothing to weigh
-        weighting = LossWeighting({CHARACTER: 1.0})
+        weighting = make_weighting(loss.weights, loss.method, loss.normalize, loss.methods.get(loss.method))
+    else:
+        weighting = OneTask(CHARACTER)
     weighting.to(device)
 
     if not world.main:  # the other processes train and write nothing

@@ -1,5 +1,7 @@
 """The one training loop, for both models: what differs (inputs, heads, loss weighting) is
-carried by the model (``inputs``, ``tasks``) and the :class:`LossWeighting` passed in.
+carried by the model (``inputs``, ``tasks``) and the loss weighting passed in: a
+:class:`~.weighting.LossWeighting` for the multi-output model, :class:`OneTask` for the
+multi-input one (so that its stage does not depend on weighting.py).
 
 Batches are made by indexing one uint8 tensor that already lives on the device; there is no
 DataLoader, no per-sample Python and no PNG decoding here.
@@ -9,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -16,13 +19,36 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import augment_generator, random_affine
-from .devices import keep_freed_cpu_memory
 from .distributed import ONE_PROCESS, World
 from .errors import InputError
 from .inference import accuracy, autocast
 from .packed import PackedSplit
 from .params import Train
-from .weighting import LossWeighting
+
+if TYPE_CHECKING:
+    from .weighting import LossWeighting
+
+
+class OneTask(nn.Module):
+    """The loss of a model with one task, as the loop asks a loss weighting for it: nothing to
+    weigh, learn or sync."""
+
+    needs_losses_after_step = False
+    sync = None
+
+    def __init__(self, task: str):
+        super().__init__()
+        self.tasks = (task,)
+        self.register_buffer("weight", torch.ones(1))
+
+    def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return losses[self.tasks[0]]
+
+    def end_epoch(self, mean_losses: dict[str, float]) -> None:
+        pass
+
+    def records(self) -> dict[str, float]:
+        return {}
 
 
 @dataclass
@@ -64,7 +90,7 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def selection_score(val_acc: dict[str, float], weighting: LossWeighting) -> float:
+def selection_score(val_acc: dict[str, float], weighting: "LossWeighting | OneTask") -> float:
     """Validation accuracy averaged over tasks with the static loss weights: the tasks count as
     much as the user asked them to be trained, and a task weighted 0 (an untrained head) does
     not choose the best epoch."""
@@ -74,7 +100,7 @@ def selection_score(val_acc: dict[str, float], weighting: LossWeighting) -> floa
 
 def fit(
     model: nn.Module,
-    weighting: LossWeighting,
+    weighting: "LossWeighting | OneTask",
     train: PackedSplit,
     val: PackedSplit,
     cfg: Train,
@@ -99,8 +125,6 @@ def fit(
             f"processes ({world.size}); each process takes an equal share of a batch"
         )
     device = train.images.device
-    if device.type == "cpu":  # each step's maps and gradients reuse memory, not fault it in anew
-        keep_freed_cpu_memory()
     net = world.wrap(model, device)
     weighting.sync = world.mean if world.size > 1 else None
     optimizer = make_optimizer(model, weighting, cfg, device)

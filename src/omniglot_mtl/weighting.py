@@ -1,12 +1,14 @@
 """How task losses become one loss: one class per method, behind one small interface.
 
 A method is a subclass of :class:`LossWeighting`, registered under its ``loss.method`` name with
-``@register("name")`` (the params check reads the names from this file, without importing
-torch). It overrides :meth:`~LossWeighting.combine` (task losses -> one scalar) and
-:meth:`~LossWeighting.factors` (the factor on each task's loss in that scalar, for the curves),
-and if it needs them the hooks :meth:`~LossWeighting.after_step` and
+``@register("name")``. It overrides :meth:`~LossWeighting.combine` (task losses -> one scalar)
+and :meth:`~LossWeighting.factors` (the factor on each task's loss in that scalar, for the
+curves), and if it needs them the hooks :meth:`~LossWeighting.after_step` and
 :meth:`~LossWeighting.end_epoch`. The static weights and ``normalize`` are the base class's:
-every method gets them.
+every method gets them. Its own hyperparameters are its constructor's keyword-only arguments,
+annotated and with defaults: params.yaml sets them as ``loss.<name>.<argument>``, and the params
+check builds the method with them, so that a value the constructor refuses with
+``ValueError("<argument>: <why>")`` fails before any stage runs.
 
 The notebook's recipe for losses on different scales, ``loss / torch.max(loss)``, divides a
 scalar by itself: the result is the constant 1 and its gradient is zero, so nothing trains.
@@ -16,6 +18,7 @@ any constant leaves the weighted sum unchanged, because its running mean scales 
 constant.
 """
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -38,12 +41,25 @@ def register(name: str):
 
 
 def make_weighting(
-    weights: dict[str, float], method: str = "static", normalize: bool = False
+    weights: dict[str, float], method: str = "static", normalize: bool = False, options: dict | None = None
 ) -> "LossWeighting":
-    """The registered method ``method`` over the tasks of ``weights`` (task -> static weight)."""
+    """The registered method ``method`` over the tasks of ``weights`` (task -> static weight),
+    with its hyperparameters ``options`` (loss.<method> in params.yaml)."""
     if method not in METHODS:
         raise ValueError(f"unknown loss weighting method {method!r} (known: {', '.join(METHODS)})")
-    return METHODS[method](weights, normalize=normalize)
+    return METHODS[method](weights, normalize=normalize, **(options or {}))
+
+
+def hyperparameters(method: type["LossWeighting"]) -> dict[str, inspect.Parameter]:
+    """A method's own hyperparameters: its constructor's keyword-only arguments."""
+    parameters = inspect.signature(method).parameters.values()
+    return {p.name: p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"{name}: must be > 0, got {value:g}")
+    return value
 
 
 @register("static")
@@ -146,11 +162,12 @@ class Uncertainty(LossWeighting):
 class DynamicWeightAverage(LossWeighting):
     """Dynamic Weight Average (Liu, Johns & Davison 2019): from the third epoch,
     ``lambda[t] = K * softmax_t(r[t] / T)`` with ``r[t]`` the ratio of task t's mean loss in the
-    last two epochs and T = 2; the loss is ``sum weight[t] * lambda[t] * loss[t]``."""
+    last two epochs and the temperature T (loss.dwa.temperature, the paper's 2); the loss is
+    ``sum weight[t] * lambda[t] * loss[t]``."""
 
-    def __init__(self, weights: dict[str, float], temperature: float = 2.0, **kwargs):
+    def __init__(self, weights: dict[str, float], *, temperature: float = 2.0, **kwargs):
         super().__init__(weights, **kwargs)
-        self.temperature = temperature
+        self.temperature = positive("temperature", temperature)
         self.register_buffer("dwa", torch.ones(len(self.tasks)))
         self.epoch_losses: list[torch.Tensor] = []  # mean task losses of past epochs
 
@@ -176,14 +193,20 @@ class FAMO(LossWeighting):
     log(loss[t])`` with ``c = 1 / sum(z[t] / loss[t])`` held constant, so the step follows
     ``sum (z[t] / loss[t]) * grad loss[t]`` normalised to a convex combination. After each
     optimizer step, :meth:`after_step` takes the same batch's losses again and moves ``xi``
-    (Adam, lr 0.025, weight decay 0.001) so that the task whose log loss fell least gets more
-    weight: all tasks improve at the same rate. Static weights multiply ``z``. One extra forward
-    pass per step; no per-task gradients."""
+    (Adam; loss.famo.lr and loss.famo.weight_decay, the authors' 0.025 and 0.001) so that the task
+    whose log loss fell least gets more weight: all tasks improve at the same rate. Static
+    weights multiply ``z``. One extra forward pass per step; no per-task gradients."""
 
     needs_losses_after_step = True
 
-    def __init__(self, weights: dict[str, float], **kwargs):
+    def __init__(
+        self, weights: dict[str, float], *, lr: float = 0.025, weight_decay: float = 0.001, **kwargs
+    ):
         super().__init__(weights, **kwargs)
+        self.lr = positive("lr", lr)
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay: must be >= 0, got {weight_decay:g}")
+        self.weight_decay = weight_decay
         # Not an nn.Parameter: the model's optimizer must not see it; FAMO has its own rule.
         self.register_buffer("famo_logits", torch.zeros(len(self.tasks)))
         self.register_buffer("famo_factor", torch.ones(len(self.tasks)))  # for factors()
@@ -225,5 +248,5 @@ class FAMO(LossWeighting):
         z = torch.softmax(self.famo_logits, 0)
         self.famo_logits.grad = z * (delta - (z * delta).sum())
         if self._optimizer is None:
-            self._optimizer = torch.optim.Adam([self.famo_logits], lr=0.025, weight_decay=0.001)
+            self._optimizer = torch.optim.Adam([self.famo_logits], lr=self.lr, weight_decay=self.weight_decay)
         self._optimizer.step()
