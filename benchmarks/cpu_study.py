@@ -8,7 +8,7 @@ isa: oneDNN (convolutions, pooling), MKL (matrix products) and PyTorch's own ker
 code by the instruction sets they find, and with it the order of their floating-point sums: that
 is why the same params give figures that differ in the 3rd-4th digit on another CPU family. Each
 can be capped by an environment variable (ONEDNN_MAX_CPU_ISA, MKL_CBWR, ATEN_CPU_CAPABILITY).
-Clones HEAD, points it at DATA_SOURCE, runs fetch and index once, then runs the training stage
+Clones HEAD, points it at DATA_SOURCE, runs the data stages once, then runs the training stage
 (default params, ``cpu.portable`` off but in the leg that tests it) under each setting of
 ISA_SETTINGS, one after another, and prints per setting the weights' sha256, the best
 validation accuracy and the training images/s.

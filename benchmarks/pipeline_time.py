@@ -30,7 +30,7 @@ import time
 import yaml
 from common import ROOT, clone_with_source, machine, run, test_accuracies  # benchmarks/common.py
 
-STAGE_LINE = re.compile(r"(fetch|index|multi_input|multi_output|evaluate \w+):")
+STAGE_LINE = re.compile(r"(index|multi_input|multi_output|evaluate \w+):")
 
 
 def main() -> None:

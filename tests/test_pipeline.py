@@ -308,6 +308,20 @@ def test_experiment_workflow(workspace):
 
     assert refused("nope", "main").startswith("error: nope: no such experiment or commit")
     assert refused("main").startswith("error: 1 evaluated run(s) to compare")
+    # Two commits with the same params and other code are two runs, and the table says what
+    # differs: the code (a .py dependency's hash in their dvc.lock files).
+    reset_to_head(repo)
+    with (repo / "src" / "omniglot_mtl" / "augment.py").open("a") as f:
+        f.write("\n# a change of code\n")
+    own_code = {"PYTHONPATH": str(repo / "src")}
+    # The models come out byte-identical, so evaluate does not rerun: what made the runs
+    # differs, their answers do not.
+    assert ran(dvc(repo, "repro", env=own_code).stdout) == ["train_multi_input", "train_multi_output"]
+    git(repo, "commit", "-qam", "a change of code")
+    result = json.loads(shell(repo, "omniglot-mtl-compare HEAD~1 HEAD --json").stdout)
+    assert result["differing"] == ["code"] and [g["runs"] for g in result["groups"]] == [["HEAD~1"], ["HEAD"]]
+    assert [g["label"].split("=")[0] for g in result["groups"]] == ["code", "code"]
+    assert result["groups"][0]["label"] != result["groups"][1]["label"]
     # A commit evaluated before per-image results existed: neither dvc.yaml nor dvc.lock has them.
     reset_to_head(repo)
     for name in ("dvc.yaml", "dvc.lock"):
@@ -412,6 +426,7 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
     # The same figures as tables: one line per task, its difference in points and the verdict.
     table = shell(repo, documented_line("omniglot-mtl-compare")).stdout.splitlines()
     markdown = shell(repo, documented_line("omniglot-mtl-compare --md")).stdout.splitlines()
+
     def cells(line: str) -> list[str]:
         return [cell.strip() for cell in line.strip("|").split("|")]
 

@@ -90,7 +90,6 @@ RUN_BY = {
     "python benchmarks/accuracy_study.py trials ../shared/omniglot/images_background": (REAL_DATA, None),
     "make bench DATA=path/to/images_background": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
-    "python benchmarks/compile_study.py ../shared/omniglot/images_background --epochs 3": (REAL_DATA, None),
     "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/pipeline_time.py "
     "../shared/omniglot/images_background --recipe recipes/convnet.yaml": (
         "by hand: the recipe on a real set as on a CPU without bf16 (18 min); figures in docs/results.md",

@@ -1,12 +1,15 @@
 """``omniglot-mtl-compare``: is the difference between experiments real?
 
-    omniglot-mtl-compare [EXPERIMENT ...] [--md | --json]
+    omniglot-mtl-compare [EXPERIMENT ...] [-A | -n N | --rev REV] [--md | --json]
 
-Reads ``dvc exp show --json`` (the current commit and its experiments; or only the experiments,
-commits or branches named) and each one's per-image results, ``metrics/evaluate/per_image/``
-(a DVC output), as its commit's dvc.lock names them. Experiments are grouped by every param
-except ``seed``, so nothing but the seed may differ within a group and nothing can differ
-silently between groups. Then, per task:
+Lists the evaluated commits and finished experiments with ``dvc exp show --json`` (the current
+commit's by default; ``-A``, ``-n`` and ``--rev`` are its own flags), or takes only the
+experiments, commits or branches named. A run is what its commit's ``dvc.lock`` says made it:
+its params and the hashes of every stage's dependencies (code and data). Runs are grouped by all
+of that except ``seed``, so nothing but the seed differs within a group, and the groups' labels
+say what differs between them (params by name; code or data by the files whose hashes differ).
+Each run's per-image results, ``metrics/evaluate/per_image/`` (a DVC output), are read at its
+commit. Then, per task:
 
 - every group one run (say two experiments, one seed each): the accuracy change and an exact
   McNemar test on the images one model gets right and the other wrong;
@@ -14,10 +17,11 @@ silently between groups. Then, per task:
   means with a 95% interval (Welch), said in words: beyond the seed-to-seed spread, or within it.
 
 Groups are compared with the first, the one holding the current commit where it is one of them.
-Every experiment must have been tested on the same images (the same data and index maps).
+Every run must have been tested on the same images (the same data and index maps).
 """
 
 import argparse
+import hashlib
 import io
 import json
 import subprocess
@@ -45,6 +49,7 @@ class Run:
     name: str
     rev: str
     params: dict  # flattened: "loss.char_weight" -> 2.0
+    made_of: dict[str, str]  # code and source data: path -> hash, from dvc.lock (made_of())
     correct: dict[str, pd.Series] = field(default_factory=dict)  # task -> 0/1 per test image
 
     @property
@@ -64,43 +69,69 @@ def flat_params(params: dict) -> dict:
     }
 
 
-def list_runs(project) -> list[tuple[str, str, dict]]:
-    """``(name, rev, params)`` of the current commit and of each of its finished experiments, as
-    ``dvc exp show`` lists them (``project``: an open ``dvc.repo.Repo``)."""
+def made_of(lock: dict) -> dict[str, str]:
+    """What besides params decides a run's results, from its dvc.lock: the hash of every stage
+    dependency that no stage makes (the code and the source data; what stages make from them,
+    models and arrays, follows)."""
+    stages = (lock or {}).get("stages", {}).values()
+    made = {out["path"] for stage in stages for out in stage.get("outs", [])}
+    return {
+        dep["path"]: dep.get("md5") or dep.get("hash") or ""
+        for stage in stages
+        for dep in stage.get("deps", [])
+        if dep["path"] not in made
+    }
+
+
+def list_runs(repo: Path, scope: list[str]) -> list[tuple[str, str]]:
+    """``(name, rev)`` of each evaluated commit and finished experiment ``dvc exp show --json``
+    lists with the flags ``scope``; a running or queued experiment is named on stderr and left
+    out (its rev is its baseline's until it finishes)."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", "--hide-queued", "--hide-failed", *scope],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    if shown.returncode:
+        last = (shown.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("ERROR: ")
+        raise InputError(f"dvc exp show failed: {last}")
     runs = []
-    for commit in project.experiments.show(hide_queued=True, hide_failed=True, hide_workspace=True):
-        commit = commit.dumpd()
-        # A running experiment's rev is its queue entry: the baseline's results, not its own.
-        done = [
-            e
-            for e in commit.get("experiments") or []
-            if (e.get("executor") or {}).get("state", "success") == "success"
-        ]
-        for entry in [commit] + [e["revs"][0] for e in done]:
-            data = entry.get("data") or {}
-            if not data:
-                continue  # nothing evaluated to compare
-            params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-            runs.append((entry.get("name") or entry["rev"][:7], entry["rev"], flat_params(params)))
+    for commit in json.loads(shown.stdout):
+        if commit["rev"] == "workspace":
+            continue
+        entries = [(commit, "success")]
+        for exp in commit.get("experiments") or []:
+            entries.append((exp["revs"][0], (exp.get("executor") or {}).get("state", "success")))
+        for entry, state in entries:
+            name = entry.get("name") or entry["rev"][:7]
+            if state != "success":
+                print(f"note: {name} is {state}: left out", file=sys.stderr)
+            elif entry.get("data"):  # an entry with no data was never evaluated
+                runs.append((name, entry["rev"]))
     return runs
 
 
-def _find(repo: Path, name: str, listed: list[tuple[str, str, dict]]) -> tuple[str, str, dict]:
-    """``name`` among the listed runs (an experiment's name or rev), else as an experiment of
-    another commit or any git revision (a branch, a tag, a commit), its params read from its
-    commit."""
-    for run in listed:
-        if name in run[:2] or (len(name) >= 7 and run[1].startswith(name)):
-            return run
-    # An experiment of another commit: DVC keeps each as a git ref, refs/exps/../<name>.
+def find(repo: Path, name: str, listed: list[tuple[str, str]]) -> tuple[str, str]:
+    """``name`` among the listed runs (a name or a rev), else an experiment of another commit
+    (DVC keeps each as a git ref, refs/exps/../<name>), else any git revision."""
+    for run_name, rev in listed:
+        if name == run_name or (len(name) >= 7 and rev.startswith(name)):
+            return run_name, rev
     refs = (_git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps") or "").split("\n")
     exps = [line.split()[1] for line in refs if line.split(" ")[0].endswith(f"/{name}")]
     rev = exps[0] if exps else (_git(repo, "rev-parse", "--verify", "-q", f"{name}^{{commit}}") or "").strip()
-    params = _git(repo, "show", f"{rev}:params.yaml") if rev else None
-    if params is None:
-        known = ", ".join(r[0] for r in listed) or "none"
+    if not rev or _git(repo, "cat-file", "-e", f"{rev}:params.yaml") is None:
+        known = ", ".join(n for n, _ in listed) or "none"
         raise InputError(f"{name}: no such experiment or commit with a params.yaml (this commit's: {known})")
-    return name, rev, flat_params(yaml.safe_load(params) or {})
+    return name, rev
+
+
+def read_run(repo: Path, name: str, rev: str) -> Run:
+    """The params and dependency hashes of the run at ``rev``, from its commit's files."""
+    params = yaml.safe_load(_git(repo, "show", f"{rev}:params.yaml") or "") or {}
+    lock = yaml.safe_load(_git(repo, "show", f"{rev}:dvc.lock") or "") or {}
+    return Run(name, rev, flat_params(params), made_of(lock))
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -109,62 +140,64 @@ def _git(repo: Path, *args: str) -> str | None:
     return None if done.returncode else done.stdout
 
 
-def read_per_image(project, run: Run) -> dict[str, pd.DataFrame]:
-    """The run's per-image results, ``{model: frame}``, a DVC output, as its commit's dvc.lock
-    names them."""
+def read_per_image(repo: Path, run: Run) -> dict[str, pd.DataFrame]:
+    """The run's per-image results, ``{model: frame}``, a DVC output, as its commit names it."""
+    from dvc.api import DVCFileSystem
     from dvc.exceptions import DvcException
+    from dvc_data.index import DataIndexDirError
 
-    frames = {}
-    with project.switch(run.rev):
-        fs = project.dvcfs
+    fs = DVCFileSystem(str(repo), rev=run.rev)
+    try:
         if not fs.isdir(PER_IMAGE_DIR):
             raise InputError(
                 f"{run.name}: no {PER_IMAGE_DIR}/ in its commit {run.rev[:7]}: it was evaluated "
                 "before per-image results existed; rerun it (dvc exp run) to compare it"
             )
-        try:
-            for path in sorted(fs.ls(PER_IMAGE_DIR, detail=False)):
-                frames[Path(path).stem] = pd.read_csv(io.StringIO(fs.read_text(path)))
-        except (DvcException, FileNotFoundError):
-            raise InputError(
-                f"{run.name}: {PER_IMAGE_DIR}/ is not in this machine's DVC cache; fetch it first "
-                "(dvc exp pull <remote> for an experiment, dvc pull for a commit)"
-            ) from None
-    return frames
-
-
-def open_project(path: Path):
-    """The DVC project at ``path``, opened once for every read (DVC's import costs a second)."""
-    from dvc.exceptions import NotDvcRepoError
-    from dvc.repo import Repo
-
-    try:
-        return Repo(str(path))
-    except NotDvcRepoError:
+        return {
+            Path(path).stem: pd.read_csv(io.StringIO(fs.read_text(path)))
+            for path in sorted(fs.ls(PER_IMAGE_DIR, detail=False))
+        }
+    except (DvcException, DataIndexDirError, FileNotFoundError):
         raise InputError(
-            f"{path}: not a DVC project; run omniglot-mtl-compare in the project's folder"
+            f"{run.name}: {PER_IMAGE_DIR}/ is not in this machine's DVC cache; fetch it first "
+            "(dvc exp pull <remote> for an experiment, dvc pull for a commit)"
         ) from None
 
 
-def load(repo: Path, selected: list[str]) -> list[Run]:
-    """The runs named in ``selected`` (all of the current commit's when empty), with their
-    per-image answers, checked to share one test set."""
-    with open_project(repo) as project:
-        listed = list_runs(project)
-        if selected:
-            listed = [_find(repo, name, listed) for name in selected]
-        runs: list[Run] = []
-        for name, rev, params in listed:
-            same = next((r for r in runs if r.params == params), None)
-            if same:  # e.g. the commit and an experiment of its own params: one run, counted once
-                same.name += f"={name}"
-            else:
-                runs.append(Run(name, rev, params))
-        if len(runs) < 2:
-            raise InputError(
-                f"{len(runs)} evaluated run(s) to compare; name two or more, or run experiments first"
-            )
-        answers = {run.name: read_per_image(project, run) for run in runs}
+def load(repo: Path, selected: list[str], scope: list[str] | None = None) -> list[Run]:
+    """The runs named in ``selected`` (all that ``dvc exp show`` lists with ``scope`` when
+    empty), with their per-image answers, checked to share one test set. Two names of one run
+    (a commit and an experiment that reproduced it) are one run, counted once."""
+    if not (repo / ".dvc").is_dir():
+        raise InputError(f"{repo}: not a DVC project; run omniglot-mtl-compare in the project's folder")
+    listed = list_runs(repo, scope or [])
+    if selected:
+        listed = [find(repo, name, listed) for name in selected]
+    runs: list[Run] = []
+    for name, rev in listed:
+        run = read_run(repo, name, rev)
+        same = next((r for r in runs if (r.params, r.made_of) == (run.params, run.made_of)), None)
+        if same:
+            same.name += f"={name}"
+        else:
+            runs.append(run)
+    if len(runs) < 2:
+        raise InputError(
+            f"{len(runs)} evaluated run(s) to compare; name two or more, or run experiments first"
+        )
+    answers = {}
+    for run in list(runs):
+        try:
+            answers[run.name] = read_per_image(repo, run)
+        except InputError as err:
+            if selected:  # named: the user asked for this one
+                raise
+            print(f"note: {err}; left out", file=sys.stderr)
+            runs.remove(run)
+    if len(runs) < 2:
+        raise InputError(
+            f"{len(runs)} evaluated run(s) to compare; name two or more, or run experiments first"
+        )
     for run in runs:
         run.correct = same_images(answers, run.name)
     return runs
@@ -198,20 +231,40 @@ def same_images(answers: dict[str, dict[str, pd.DataFrame]], name: str) -> dict[
 
 
 def group_runs(runs: list[Run]) -> tuple[list[list[Run]], list[str]]:
-    """Runs grouped by every param but ``seed`` (groups in the order first seen, runs by seed),
-    and the params whose values differ between the groups (what the groups are labelled by)."""
+    """Runs grouped by every param but ``seed`` and by what made them (groups in the order first
+    seen, runs by seed), and what differs between the groups: the params by name, then "code"
+    and "data" where the hashes of stage dependencies do (a ``.py`` file is code)."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        key = json.dumps({k: v for k, v in run.params.items() if k != "seed"}, sort_keys=True)
+        params = {k: v for k, v in run.params.items() if k != "seed"}
+        key = json.dumps([params, run.made_of], sort_keys=True)
         groups.setdefault(key, []).append(run)
+    firsts = [g[0] for g in groups.values()]
     keys = sorted({k for run in runs for k in run.params} - {"seed"})
-    differing = [k for k in keys if len({json.dumps(g[0].params.get(k)) for g in groups.values()}) > 1]
+    differing = [k for k in keys if len({json.dumps(r.params.get(k)) for r in firsts}) > 1]
+    for kind in ("code", "data"):
+        if len({json.dumps(_part(r, kind), sort_keys=True) for r in firsts}) > 1:
+            differing.append(kind)
     return [sorted(g, key=lambda r: r.seed) for g in groups.values()], differing
 
 
+def _part(run: Run, kind: str) -> dict[str, str]:
+    """The dependency hashes of ``run`` that are code (``.py`` files) or data (the rest)."""
+    return {path: h for path, h in run.made_of.items() if path.endswith(".py") == (kind == "code")}
+
+
 def label(group: list[Run], differing: list[str]) -> str:
-    shown = {k: group[0].params.get(k) for k in differing}
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+    """What sets the group apart: its differing params, and its code or data, named by a short
+    digest of their hashes (the groups table lists the runs, and so the commits, behind it)."""
+    run, parts = group[0], []
+    for key in differing:
+        if key in ("code", "data"):
+            digest = hashlib.md5(json.dumps(_part(run, key), sort_keys=True).encode()).hexdigest()
+            parts.append(f"{key}={digest[:7]}")
+        else:
+            value = run.params.get(key)
+            parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
 
 
 def compare(runs: list[Run]) -> dict:
@@ -391,13 +444,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "experiments", nargs="*", help="experiments, commits or branches (default: all of this commit)"
     )
+    scope = ap.add_mutually_exclusive_group()
+    scope.add_argument("-A", "--all-commits", action="store_true", help="every commit's experiments")
+    scope.add_argument("-n", "--num", type=int, metavar="N", help="the experiments of the last N commits")
+    scope.add_argument("--rev", metavar="REV", help="the experiments of REV (a commit or branch)")
     out = ap.add_mutually_exclusive_group()
     out.add_argument("--md", action="store_true", help="Markdown tables, for a pull request")
     out.add_argument("--json", action="store_true", help="the figures as JSON")
     args = ap.parse_args(argv)
+    flags = ["-A"] if args.all_commits else ["-n", str(args.num)] if args.num else []
+    flags += ["--rev", args.rev] if args.rev else []
 
     def run() -> None:
-        result = compare(load(Path.cwd(), args.experiments))
+        result = compare(load(Path.cwd(), args.experiments, flags))
         print(json.dumps(result, indent=2) if args.json else report(result, args.md))
 
     run_stage(run)

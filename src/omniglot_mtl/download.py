@@ -2,11 +2,11 @@
 
 A declared, cached DVC output: with ``data.source: omniglot`` the stage downloads the zips of
 ``data.sets`` from ``data.mirror``; with any other source the folder holds one note saying so
-(an empty output makes DVC warn on every run), and switching back to ``omniglot`` restores the zips from DVC's run cache instead of downloading
-them again. Offline, put the zips in a folder and use ``data.source: folder`` with
-``data.folder`` pointing at it: the same md5 check applies there.
+(an empty output makes DVC warn on every run). Switching back to ``omniglot`` restores the zips
+from DVC's run cache instead of downloading them again. Offline, put the zips in a folder and
+use ``data.source: folder`` with ``data.folder`` pointing at it: the same md5 check applies.
 
-Plain urllib and hashlib: this stage imports neither torch nor torchvision.
+Plain urllib and hashlib: this stage imports no torch.
 """
 
 import hashlib

@@ -73,11 +73,9 @@ def difference(a: Group, b: Group, confidence: float = 0.95) -> Difference:
     """The difference of ``b``'s and ``a``'s means with a Welch t interval (unequal spreads)."""
     if len(a.values) < 2 or len(b.values) < 2:
         raise ValueError("a spread needs at least two seeds in each group")
-    va, vb = a.sd**2 / len(a.values), b.sd**2 / len(b.values)
     d = b.mean - a.mean
-    se = math.sqrt(va + vb)
-    if se == 0:  # every seed gave the same figure in both groups
+    if a.sd == 0 and b.sd == 0:  # every seed gave the same figure in both groups: no t interval
         return Difference(d, d, d, math.inf)
-    dof = (va + vb) ** 2 / (va**2 / (len(a.values) - 1) + vb**2 / (len(b.values) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
-    return Difference(d, d - half, d + half, dof)
+    test = stats.ttest_ind(b.values, a.values, equal_var=False)
+    interval = test.confidence_interval(confidence)
+    return Difference(d, float(interval.low), float(interval.high), float(test.df))
