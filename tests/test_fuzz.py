@@ -6,6 +6,7 @@ Property-based (Hypothesis), bounded to a few seconds here. A longer run:
     HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py
 """
 
+import copy
 import os
 import struct
 import zlib
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from conftest import run_stage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +24,10 @@ from PIL import Image
 from omniglot_mtl.errors import InputError
 from omniglot_mtl.layout import scan_sets
 from omniglot_mtl.packed import MAX_SIDE, decode
+from omniglot_mtl.params import ParamError, Params, from_dict
+from omniglot_mtl.recipe import flatten
+from omniglot_mtl.training import make_optimizer
+from omniglot_mtl.weighting import make_weighting
 
 settings.register_profile(
     "suite", max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow]
@@ -156,3 +163,50 @@ def test_any_tree_of_names_scans_or_is_one_input_error(tmp_path_factory, entries
     else:
         assert all(Path(d.file).is_file() and d.file == f"{root}/{d.path[2:]}" for d in scan.drawings)
         assert all(Path(p).exists() or Path(p).is_symlink() for p in scan.skipped)
+
+
+# -- params -----------------------------------------------------------------------------------
+
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+KEYS = sorted(flatten(PARAMS))  # every key params.yaml has, "train.augment.rotation" and the like
+HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+@given(changes=st.dictionaries(st.sampled_from(KEYS), HOSTILE, min_size=1, max_size=3))
+def test_params_at_any_value_load_or_fail_naming_a_key(changes):
+    """Any value for any key: a clean load, or one ParamError naming a key of params.yaml."""
+    raw = copy.deepcopy(PARAMS)
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    try:
+        params = from_dict(Params, raw, "")
+        params.validate()
+    except ParamError as err:
+        assert str(err).startswith(f"params.yaml: {err.key}: ") and "\n" not in str(err)
+        assert err.key.split(".")[0].split("[")[0] in PARAMS, err
+        return
+    # A clean load: what consumes each value takes it.
+    torch.manual_seed(params.seed)
+    np.random.default_rng([params.data.synthetic.seed, 1])
+    assert 19_280 * params.data.image_size**2 < 2**31  # the background set's index, in bytes
+    loss = params.loss
+    weighting = make_weighting(loss.weights, loss.method, loss.normalize, loss.methods.get(loss.method))
+    losses = {"alphabet": torch.tensor(1.0), "character": torch.tensor(2.0)}
+    total = weighting(losses)
+    for mean_losses in ({"alphabet": 1.0, "character": 2.0}, {"alphabet": 0.5, "character": 2.5}):
+        weighting.end_epoch(mean_losses)  # DWA's weights from two epochs' losses
+    weighting.after_step({t: v / 2 for t, v in losses.items()})  # FAMO's logits, one step
+    assert torch.isfinite(total) and total > 0 and torch.isfinite(weighting.factors()).all()
+    make_optimizer(torch.nn.Linear(1, 1), weighting, params.train, torch.device("cpu"))

@@ -7,6 +7,7 @@ import html.parser
 import io
 import json
 import math
+import os
 import re
 import shutil
 import statistics
@@ -503,6 +504,19 @@ def test_bad_params_fail_before_any_output_is_deleted(workspace):
             None,
             "model.backbone: must be one of ['seed', ",
         ),
+        # Values at the edge of what their consumers take: numpy's allocation, torch's seed, and
+        # a weighting method's own hyperparameter.
+        (
+            ["repro"],
+            committed | {"data": committed["data"] | {"image_size": 20000}},
+            "data.image_size: must be between 8 and 256, got 20000",
+        ),
+        (["exp", "run", "-S", "seed=18446744073709551616"], None, "seed: must be between 0 and 2^64 - 1"),
+        (
+            documented("dvc exp run -S loss.dwa.temperature=0")[1:],
+            None,
+            "loss.dwa.temperature: must be between 0.001 and 1000, got 0",
+        ),
     ]
     for command, params, message in cases:
         if params is not None:
@@ -750,6 +764,21 @@ def test_folder_source_is_a_real_dependency(project):
         timeout=120,
     ).stdout
     assert f"{src}/A/character01/loop (a symlink to a folder, not followed)" in out, out
+    # A name that is not UTF-8 (Linux allows any byte): DVC stops hashing data.folder with one
+    # line naming no file and touches no output; the params check, run outside DVC as
+    # docs/data.md says, names the entry.
+    (src / "A" / "character01" / "loop").unlink()
+    Path(os.fsdecode(os.fsencode(src / "B") + b"/stray\xff.txt")).write_text("x")
+    index = {p: p.read_bytes() for p in (project / "data").rglob("*") if p.is_file()}
+    done = dvc(project, "repro", "index", check=False)
+    assert done.returncode != 0 and "surrogates not allowed" in done.stderr, done
+    assert {p: p.read_bytes() for p in (project / "data").rglob("*") if p.is_file()} == index
+    named = subprocess.run(
+        documented("python stages/check_params.py"), cwd=project, env=ENV, capture_output=True, text=True
+    )
+    assert named.returncode == 1 and named.stderr == (
+        f"error: 1 name(s) not valid UTF-8, which DVC cannot hash: {src}/B/stray\\xff.txt; rename them\n"
+    )
 
 
 def test_bad_param_fails_the_stage_in_one_line(project):

@@ -5,13 +5,15 @@ import hashlib
 import json
 import math
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_stage
+import yaml
+from conftest import ROOT, run_stage
 
 from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.environment import cpu_model
@@ -359,3 +361,36 @@ def test_normalize_through_fit_divides_by_the_running_mean_of_each_loss(data):
             assert [record["weight/alphabet"], record["weight/character"]] == pytest.approx(
                 expected, rel=1e-5
             )
+
+
+def fsize_limit(limit: int = 64 << 10):
+    """A child process whose writes fail past ``limit`` bytes per file (EFBIG, "File too large"),
+    as they fail on a full disk (ENOSPC): a fault a test can make without filling a disk."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize(
+    "script, args, output",
+    [("train.py", ["multi_output"], "models/multi_output.pt"), ("index.py", [], "data/packed")],
+)
+def test_a_failed_write_is_one_line_naming_the_output_and_leaves_nothing(
+    data, tmp_path, script, args, output
+):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"device": "cpu", "train": {"epochs": 1}}))
+    if script == "train.py":
+        (tmp_path / "data").mkdir()
+        for name in ("packed", "index"):
+            (tmp_path / "data" / name).symlink_to(data / name)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / script), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        preexec_fn=fsize_limit(),
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"error: {output}: File too large"
+    assert len([line for line in done.stderr.splitlines() if not line.startswith("warning")]) == 1
+    # No output, whole or partial, and no temporary file (the input data/ of train.py aside).
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(tmp_path / "data")]
+    assert written == [tmp_path / "params.yaml"] and not any((tmp_path / "data").rglob(".*")), written

@@ -1,5 +1,5 @@
 """Write outputs under a temporary name and rename them into place, so that a failed stage
-never leaves a half-written output behind."""
+never leaves a half-written output behind, and an OS error while writing names the output."""
 
 import json
 import os
@@ -23,12 +23,13 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it 0700; outputs are ordinary folders
     try:
         yield tmp
-    except BaseException:
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_file(err, target)
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
 
 
 @contextmanager
@@ -42,10 +43,18 @@ def atomic_file(target: Path) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it 0600; outputs are ordinary files
     try:
         yield tmp
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        _name_file(err, target)
         raise
-    os.replace(tmp, target)
+
+
+def _name_file(err: BaseException, target: Path) -> None:
+    """Make an OS error that names no file name ``target``: a write that fails (a full disk,
+    ENOSPC; a size limit, EFBIG) says only why, and this is the output being written."""
+    if isinstance(err, OSError) and err.filename is None:
+        err.filename = str(target)
 
 
 def write_json(target: Path, obj) -> None:

@@ -10,14 +10,17 @@ class InputError(Exception):
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; bad input becomes one line on stderr and exit status 1.
+    """Run a stage's ``main``; bad input becomes one line on stderr and exit status 1, and so
+    does an OS error (a full disk, a read-only folder, a missing permission), naming its file.
 
     Anything else is a bug and keeps its traceback. Under torchrun, where every process meets
     the same bad input, only each machine's local rank 0 prints the line.
     """
     try:
         main()
-    except InputError as err:
+    except (InputError, OSError) as err:
+        if isinstance(err, OSError):  # [Errno 28] No space left on device: 'models/x.pt'
+            err = f"{err.filename or 'an output'}: {err.strerror or err}"
         if os.environ.get("LOCAL_RANK", "0") == "0":
             print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -8,7 +8,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from .layout import DRAWING_NAME
+from .layout import DRAWING_NAME, not_utf8, refuse_not_utf8
 from .params import OMNIGLOT_SETS, Data, ParamError
 
 OMNIGLOT_DRAWERS = range(1, 21)  # every character of both official sets was drawn by drawers 01..20
@@ -89,20 +89,29 @@ def source_drawers(data: Data) -> set[int]:
 
 def _drawing_names(set_dir: Path) -> list[str]:
     """The file names three levels down (<Alphabet>/<character>/<drawing>), without following
-    symlinks to folders, as the scanner does."""
-    names = []
-    for alphabet in _subfolders(set_dir):
-        for character in _subfolders(alphabet):
+    symlinks to folders, as the scanner does; a name DVC cannot hash is refused, as there."""
+    names, bad = [], []
+    for alphabet in _subfolders(set_dir, bad):
+        for character in _subfolders(alphabet, bad):
             # is_file() follows a symlink to a file and is False for one to a folder or a broken
             # one: the scanner's own rule (layout._not_followed).
-            names += [e.name for e in os.scandir(character) if e.is_file()]
+            for entry in os.scandir(character):
+                if not_utf8(entry.name):
+                    bad.append(entry.path)
+                elif entry.is_file():
+                    names.append(entry.name)
+    refuse_not_utf8(bad)
     return names
 
 
-def _subfolders(path) -> list[str]:
-    return [
-        e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-    ]
+def _subfolders(path, bad: list[str]) -> list[str]:
+    folders = []
+    for e in os.scandir(path):
+        if not_utf8(e.name):
+            bad.append(e.path)
+        elif e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
+            folders.append(e.path)
+    return folders
 
 
 def _zip_names(path: Path) -> list[str]:

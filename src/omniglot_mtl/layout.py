@@ -7,6 +7,7 @@ breaks the pattern or a character folder with no drawings is an error. Symlinks 
 the files they point to; symlinks to folders are not followed.
 """
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ class Scan:
     # Why a skipped entry is not a drawing, where its name does not say so: a folder named like a
     # drawing, a symlink to a folder, a broken symlink.
     why: dict[str, str] = field(default_factory=dict)
+    not_utf8: list[str] = field(default_factory=list)  # entries whose names DVC cannot hash
 
     def skip(self, path: str, why: str | None = None) -> None:
         self.skipped.append(path)
@@ -47,6 +49,27 @@ class Scan:
         shown = [f"{p} ({self.why[p]})" if p in self.why else p for p in ordered[:3]]
         more = ", ..." if len(self.skipped) > 3 else ""
         return f"skipped {len(self.skipped)} entries that are not drawings: {', '.join(shown)}{more}"
+
+
+def not_utf8(name: str) -> bool:
+    """Whether a file name holds bytes that are not UTF-8 (Linux allows any byte but / and NUL,
+    and Python keeps them as surrogates). DVC cannot hash such a name: it stops before any stage
+    runs, naming no file (docs/data.md), so the scans below name them instead."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def refuse_not_utf8(paths: list[str]) -> None:
+    """One line naming every path in ``paths`` (its bytes escaped, e.g. ``A/bad\\xff.png``)."""
+    if paths:
+        shown = ", ".join(os.fsencode(p).decode("utf-8", "backslashreplace") for p in paths[:5])
+        more = ", ..." if len(paths) > 5 else ""
+        raise InputError(
+            f"{len(paths)} name(s) not valid UTF-8, which DVC cannot hash: {shown}{more}; rename them"
+        )
 
 
 def _is_metadata(path: Path) -> bool:
@@ -68,6 +91,9 @@ def _not_followed(entry: Path) -> str | None:
 def _visible_dirs(folder: Path, scan: Scan) -> list[Path]:
     dirs = []
     for entry in sorted(folder.iterdir()):
+        if not_utf8(entry.name):
+            scan.not_utf8.append(str(entry))
+            continue
         why = _not_followed(entry)
         if why:
             scan.skip(str(entry), why)
@@ -91,6 +117,9 @@ def scan_sets(sets: dict[str, Path]) -> Scan:
         if not folder.is_dir():
             raise InputError(f"{folder}: set folder not found")
         _scan_alphabets(folder, name, scan)
+    refuse_not_utf8(
+        [d.file for d in scan.drawings if not_utf8(d.file)] + [p for p in scan.skipped if not_utf8(p)]
+    )
     return scan
 
 
@@ -105,6 +134,9 @@ def _scan_alphabets(set_dir: Path, set_name: str, scan: Scan) -> None:
         for char_dir in characters:
             found = 0
             for f in sorted(char_dir.iterdir()):
+                if not_utf8(f.name):
+                    scan.not_utf8.append(str(f))
+                    continue
                 why = _not_followed(f)
                 if why is None and f.is_dir():
                     why = "a folder named like a drawing" if DRAWING_NAME.match(f.name) else "a folder"

@@ -30,6 +30,7 @@ MAX_SEED = 2**64 - 1
 # bytes (1.3 GB) and the seed network's first map at batch 32 is 134 MB; 20,000 px would ask
 # numpy for 89 GB before training started.
 IMAGE_SIZES = (8, 256)
+MAX_WEIGHT = 1e6  # a static loss weight
 
 
 class ParamError(InputError):
@@ -216,8 +217,11 @@ class Loss:
 
     def validate(self, key: str) -> None:
         for name in ("alpha_weight", "char_weight"):
-            if getattr(self, name) < 0:
-                raise ParamError(f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
+            # Only the weights' ratio matters to Adam; the total is summed in float32.
+            if not 0 <= getattr(self, name) <= MAX_WEIGHT:
+                raise ParamError(
+                    f"{key}.{name}", f"must be between 0 and {MAX_WEIGHT:g}, got {getattr(self, name):g}"
+                )
         if self.alpha_weight == 0 and self.char_weight == 0:
             raise ParamError(key, "alpha_weight and char_weight are both 0: nothing would be trained")
 

@@ -56,9 +56,10 @@ def hyperparameters(method: type["LossWeighting"]) -> dict[str, inspect.Paramete
     return {p.name: p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def positive(name: str, value: float) -> float:
-    if not value > 0:
-        raise ValueError(f"{name}: must be > 0, got {value:g}")
+def between(name: str, value: float, low: float, high: float) -> float:
+    """``value``, or a ValueError in the form the params check turns into one line."""
+    if not low <= value <= high:
+        raise ValueError(f"{name}: must be between {low:g} and {high:g}, got {value:g}")
     return value
 
 
@@ -167,7 +168,8 @@ class DynamicWeightAverage(LossWeighting):
 
     def __init__(self, weights: dict[str, float], *, temperature: float = 2.0, **kwargs):
         super().__init__(weights, **kwargs)
-        self.temperature = positive("temperature", temperature)
+        # Below 0.001 the ratios / T overflow float32 and the weights become NaN.
+        self.temperature = between("temperature", temperature, 1e-3, 1e3)
         self.register_buffer("dwa", torch.ones(len(self.tasks)))
         self.epoch_losses: list[torch.Tensor] = []  # mean task losses of past epochs
 
@@ -203,10 +205,8 @@ class FAMO(LossWeighting):
         self, weights: dict[str, float], *, lr: float = 0.025, weight_decay: float = 0.001, **kwargs
     ):
         super().__init__(weights, **kwargs)
-        self.lr = positive("lr", lr)
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay: must be >= 0, got {weight_decay:g}")
-        self.weight_decay = weight_decay
+        self.lr = between("lr", lr, 1e-6, 10.0)
+        self.weight_decay = between("weight_decay", weight_decay, 0.0, 1.0)
         # Not an nn.Parameter: the model's optimizer must not see it; FAMO has its own rule.
         self.register_buffer("famo_logits", torch.zeros(len(self.tasks)))
         self.register_buffer("famo_factor", torch.ones(len(self.tasks)))  # for factors()
