@@ -143,8 +143,9 @@ def test_threads_auto_is_this_machines_cpus_shared_by_its_processes(monkeypatch)
     assert threads_per_process("auto", processes=2, portable=True) == 1
     assert threads_per_process(3, portable=True) == 3
     for bad, message in (
-        (0, "train.threads: must be auto or a number >= 1, got 0"),
-        ("fast", "train.threads: must be auto or a number >= 1, got 'fast'"),
+        (0, "train.threads: must be auto or a number from 1 to 1024, got 0"),
+        (2**40, "train.threads: must be auto or a number from 1 to 1024, got 1099511627776"),
+        ("fast", "train.threads: must be auto or a number from 1 to 1024, got 'fast'"),
         (1.5, "train.threads: must be an integer or a string, got 1.5"),
     ):
         with pytest.raises(ParamError, match=f"^params.yaml: {message}$"):

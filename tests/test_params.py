@@ -67,6 +67,8 @@ def test_as_dict_round_trips_through_yaml():
         ("seed: -1", "seed: must be between 0 and 2^64 - 1"),
         ("data: {synthetic: {seed: -3}}", "data.synthetic.seed: must be between 0 and 2^64 - 1"),
         ("loss: {alpha_weight: .inf}", "loss.alpha_weight: must be a finite number, got inf"),
+        ("loss: {char_weight: 1.0e+30}", "loss.char_weight: must be between 0 and 1e+06, got 1e+30"),
+        ("train: {processes: 100000}", "train.processes: must be between 1 and 1024, got 100000"),
         ("train: {lr: .nan}", "train.lr: must be a finite number, got nan"),
         ("loss: {dwa: {temperature: 0}}", "loss.dwa.temperature: must be between 0.001 and 1000, got 0"),
         ("loss: {dwa: {temperature: warm}}", "loss.dwa.temperature: must be a number, got 'warm'"),

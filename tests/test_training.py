@@ -213,9 +213,10 @@ def test_lr_follows_the_schedule_during_training(data, tmp_path, monkeypatch):
 
 
 def test_convnet_recipe_learns_the_synthetic_set_better_than_the_seed_network(tmp_path):
-    # The synthetic set's default sizes (8 alphabets x 12 characters), 4 epochs each.
+    # 8 alphabets x 8 characters, 3 epochs each: validation accuracy 0.39 / 0.28 (alphabet /
+    # character) for the seed network, 0.85 / 0.89 for the convnet.
     root = tmp_path / "data"
-    generate(root / "raw" / "synthetic", seed=0, alphabets=8, characters=12, drawers=20)
+    generate(root / "raw" / "synthetic", seed=0, alphabets=8, characters=8, drawers=20)
     index_and_pack(
         {"synthetic": root / "raw" / "synthetic"},
         Split((15, 16, 17), (18, 19, 20)),
@@ -223,9 +224,9 @@ def test_convnet_recipe_learns_the_synthetic_set_better_than_the_seed_network(tm
         root / "index",
         root / "packed",
     )
-    seed = train(root, tmp_path / "seed", "multi_output", params(train={"epochs": 4}))
+    seed = train(root, tmp_path / "seed", "multi_output", params(train={"epochs": 3}))
     recipe = {
-        "epochs": 4,
+        "epochs": 3,
         "batch_size": 32,
         "lr": 0.003,
         "optimizer": "adamw",

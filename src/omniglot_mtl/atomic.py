@@ -53,7 +53,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
 def _name_file(err: BaseException, target: Path) -> None:
     """Make an OS error that names no file name ``target``: a write that fails (a full disk,
     ENOSPC; a size limit, EFBIG) says only why, and this is the output being written."""
-    if isinstance(err, OSError) and err.filename is None:
+    if isinstance(err, OSError) and err.errno is not None and err.filename is None:
         err.filename = str(target)
 
 

@@ -31,6 +31,9 @@ MAX_SEED = 2**64 - 1
 # numpy for 89 GB before training started.
 IMAGE_SIZES = (8, 256)
 MAX_WEIGHT = 1e6  # a static loss weight
+# Processes and threads: more than any one machine's cores. torch.set_num_threads overflows past
+# 2^31, and 100,000 threads crashed the process at exit.
+MAX_WORKERS = 1024
 
 
 class ParamError(InputError):
@@ -188,16 +191,20 @@ class Train:
         if not 0 <= self.label_smoothing < 1:
             raise ParamError(f"{key}.label_smoothing", f"must be in [0, 1), got {self.label_smoothing:g}")
         self.augment.validate(f"{key}.augment")
-        if self.processes < 1:
-            raise ParamError(f"{key}.processes", f"must be >= 1, got {self.processes}")
+        if not 1 <= self.processes <= MAX_WORKERS:
+            raise ParamError(f"{key}.processes", f"must be between 1 and {MAX_WORKERS}, got {self.processes}")
         if self.batch_size % self.processes:
             raise ParamError(
                 f"{key}.batch_size",
                 f"{self.batch_size} is not a multiple of {key}.processes ({self.processes}); "
                 "each process takes an equal share of a batch",
             )
-        if self.threads != "auto" and not (isinstance(self.threads, int) and self.threads >= 1):
-            raise ParamError(f"{key}.threads", f"must be auto or a number >= 1, got {self.threads!r}")
+        if self.threads != "auto" and not (
+            isinstance(self.threads, int) and 1 <= self.threads <= MAX_WORKERS
+        ):
+            raise ParamError(
+                f"{key}.threads", f"must be auto or a number from 1 to {MAX_WORKERS}, got {self.threads!r}"
+            )
 
 
 @dataclass(frozen=True)
