@@ -395,3 +395,10 @@ def test_a_failed_write_is_one_line_naming_the_output_and_leaves_nothing(
     # No output, whole or partial, and no temporary file (the input data/ of train.py aside).
     written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(tmp_path / "data")]
     assert written == [tmp_path / "params.yaml"] and not any((tmp_path / "data").rglob(".*")), written
+
+
+def test_a_diverged_run_writes_no_checkpoint(data, tmp_path):
+    # A learning rate at the edge of what Adam takes: the loss is NaN after the first steps.
+    with pytest.raises(InputError, match=r"^training diverged: the mean training loss of epoch 1 is "):
+        train(data, tmp_path, "multi_input", params(train={"epochs": 2, "batch_size": 8, "lr": 1e30}))
+    assert not (tmp_path / "multi_input.pt").exists() and not (tmp_path / "metrics_multi_input").exists()

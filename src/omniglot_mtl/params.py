@@ -30,6 +30,7 @@ MAX_SEED = 2**64 - 1
 # bytes (1.3 GB) and the seed network's first map at batch 32 is 134 MB; 20,000 px would ask
 # numpy for 89 GB before training started.
 IMAGE_SIZES = (8, 256)
+MAX_INDEX_BYTES = 8 * 2**30  # the synthetic set decoded (both official sets at 256 px: 2 GiB)
 MAX_WEIGHT = 1e6  # a static loss weight
 # Processes and threads: more than any one machine's cores. torch.set_num_threads overflows past
 # 2^31, and 100,000 threads crashed the process at exit.
@@ -123,6 +124,16 @@ class Data:
             raise ParamError(f"{key}.image_size", f"must be between {low} and {high}, got {self.image_size}")
         self.split.validate(f"{key}.split")
         self.synthetic.validate(f"{key}.synthetic")
+        if self.source == "synthetic":  # its size is known here: the index's arrays, in memory
+            synthetic = self.synthetic
+            images = synthetic.alphabets * synthetic.characters * synthetic.drawers
+            if images * self.image_size**2 > MAX_INDEX_BYTES:
+                gb = images * self.image_size**2 / 2**30
+                raise ParamError(
+                    f"{key}.synthetic",
+                    f"{images:,} drawings of {self.image_size}^2 bytes would hold {gb:,.0f} GiB in memory; "
+                    f"at most {MAX_INDEX_BYTES / 2**30:g} GiB",
+                )
 
 
 @dataclass(frozen=True)
@@ -274,8 +285,10 @@ class Params:
         import torch
 
         from .backbones import BACKBONES
+        from .devices import resolve_device
         from .weighting import METHODS, hyperparameters
 
+        resolve_device(self.device)  # a device this machine lacks, before any output is deleted
         one_of("model.backbone", self.model.backbone, BACKBONES)
         one_of("loss.method", self.loss.method, METHODS)
         with torch.device("meta"):

@@ -178,6 +178,11 @@ def fit(
             loss_sums += torch.stack([losses[t].detach() for t in model.tasks]) * idx.shape[0]
             bar.update()
         mean_loss = dict(zip(model.tasks, (world.sum(loss_sums) / n).tolist(), strict=True))
+        if not all(map(math.isfinite, mean_loss.values())):  # no checkpoint of a diverged run
+            raise InputError(
+                f"training diverged: the mean training loss of epoch {epoch} is {mean_loss}; "
+                "lower train.lr, or check the loss weights"
+            )
         train_seconds += time.perf_counter() - start
         weighting.end_epoch(mean_loss)
         world.sync_buffers(model)
