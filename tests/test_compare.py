@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from omniglot_mtl import stats
-from omniglot_mtl.compare import same_images
+from omniglot_mtl.compare import Run, compare, same_images
 from omniglot_mtl.errors import InputError
 
 
@@ -102,3 +102,41 @@ def test_runs_tested_on_other_images_are_refused():
             f"main and {name} were tested on different images (their test paths or true classes "
             "differ: other data or index maps); compare runs of one data set"
         )
+
+
+def run(name: str, seed: int, alpha: float, char: float, alphabet: float, character: float) -> Run:
+    """A multi-output run on 20 test images, its accuracy per task given."""
+
+    def answers(accuracy: float) -> pd.Series:
+        right = round(20 * accuracy)
+        return pd.Series([1] * right + [0] * (20 - right))
+
+    params = {"seed": float(seed), "loss.alpha_weight": alpha, "loss.char_weight": char}
+    correct = {"multi_output.alphabet": answers(alphabet), "multi_output.character": answers(character)}
+    return Run(name, name, params, {}, correct)
+
+
+def test_delta_m_against_single_task_baselines_by_hand():
+    runs = [
+        run("mt0", 0, 1.0, 1.0, alphabet=0.60, character=0.50),
+        run("mt1", 1, 1.0, 1.0, alphabet=0.70, character=0.45),
+        run("alphabet-only0", 0, 1.0, 0.0, alphabet=0.50, character=0.05),
+        run("alphabet-only1", 1, 1.0, 0.0, alphabet=0.50, character=0.05),
+        run("character-only0", 0, 0.0, 1.0, alphabet=0.05, character=0.50),
+        run("character-only1", 1, 0.0, 1.0, alphabet=0.05, character=0.50),
+    ]
+    (row,) = compare(runs)["delta_m"]  # the baselines have none of their own
+    # Seed 0: alphabet (0.60 - 0.50) / 0.50 = +0.2, character 0 -> Δm 0.10. Seed 1: alphabet
+    # +0.4, character (0.45 - 0.50) / 0.50 = -0.1 -> Δm 0.15. Mean 0.125; sd 0.0353553, se 0.025,
+    # t(0.975, 1) = 12.7062047 -> half-width 0.3176551.
+    assert row["group"] == "loss.alpha_weight=1 loss.char_weight=1" and row["seeds"] == [0, 1]
+    assert row["per_task"] == {"alphabet": pytest.approx(0.3), "character": pytest.approx(-0.05)}
+    assert row["delta_m"] == pytest.approx(0.125)
+    assert (row["low"], row["high"]) == (pytest.approx(0.125 - 0.3176551), pytest.approx(0.125 + 0.3176551))
+    assert not row["exceeds_spread"]
+    # Without the character-only baseline there is no Δm; with other seeds, one line says why.
+    assert compare(runs[:4])["delta_m"] == []
+    with pytest.raises(
+        InputError, match=r"Δm pairs each seed with its single-task baselines of the same seed"
+    ):
+        compare([*runs[:5], run("character-only2", 2, 0.0, 1.0, alphabet=0.05, character=0.50)])

@@ -437,6 +437,11 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
         assert f"{100 * row['difference']:+.2f}" in line and interval in line and line.endswith(verdict)
         row_cells = cells(next(line for line in markdown if name in cells(line)))
         assert row_cells[-2:] == [interval, verdict]
+    # No single-task baselines among these runs: Δm asked for is one line, not a table.
+    refused = shell(repo, documented_line("omniglot-mtl-compare --delta-m"), check=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("error: --delta-m: no multi-task group has both single-task baselines")
+    assert len(refused.stderr.splitlines()) == 1
 
 
 def exp_rev(repo: Path, name: str) -> str:

@@ -119,6 +119,10 @@ RUN_BY = {
         "by hand: the long fuzz run, minutes; the suite runs the same tests with 60 examples each",
         None,
     ),
+    # The Δm sweep: nine trainings through the queue; tests/test_compare.py pins Δm by hand.
+    "dvc exp run --queue -S seed=0,1,2": ("by hand: the Δm sweep's multi-task runs", None),
+    "dvc exp run --queue -S loss.alpha_weight=0 -S seed=0,1,2": ("by hand: the Δm sweep's baselines", None),
+    "dvc exp run --queue -S loss.char_weight=0 -S seed=0,1,2": ("by hand: the Δm sweep's baselines", None),
     # More processes, more machines, beyond what one test machine has.
     "dvc queue start -j 2": (
         "not run: DVC's worker race (treeverse/dvc#10673) fails it now and then; the suite uses one worker",

@@ -267,6 +267,68 @@ def label(group: list[Run], differing: list[str]) -> str:
     return " ".join(parts)
 
 
+# The weight that, set to 0, trains the multi-output model on the other task alone.
+ZEROED_FOR = {"alphabet": "loss.char_weight", "character": "loss.alpha_weight"}
+
+
+def delta_m(groups: list[list[Run]], labels: list[str]) -> list[dict]:
+    """Each multi-task group's Δm (Maninis et al. 2019; LibMTL's ``count_improvement``): the
+    mean over tasks of the relative change of the multi-output model's accuracy against the same
+    setting trained on that task alone, i.e. the group with the same params and code but the
+    other task's weight 0. Computed per seed, each seed against the baselines of that seed, then
+    averaged over the seeds with a 95% t interval. Groups without both baselines are left out."""
+    out = []
+    for group, name in zip(groups, labels, strict=True):
+        first = group[0]
+        if any(first.params.get(key) == 0 for key in ZEROED_FOR.values()):
+            continue  # a baseline itself
+        baselines = {}
+        for task, zeroed in ZEROED_FOR.items():
+            want = {k: v for k, v in first.params.items() if k != "seed"} | {zeroed: 0.0}
+            baselines[task] = next(
+                (
+                    g
+                    for g in groups
+                    if {k: v for k, v in g[0].params.items() if k != "seed"} == want
+                    and g[0].made_of == first.made_of
+                ),
+                None,
+            )
+        if None in baselines.values():
+            continue
+        seeds = [r.seed for r in group]
+        if any(sorted(r.seed for r in g) != sorted(seeds) for g in baselines.values()):
+            raise InputError(
+                f"{name}: Δm pairs each seed with its single-task baselines of the same seed; "
+                f"run the baselines over seeds {seeds} too"
+            )
+        per_seed = {task: [] for task in ZEROED_FOR}
+        for run in group:
+            for task, baseline_group in baselines.items():
+                column = f"multi_output.{task}"
+                base = next(r for r in baseline_group if r.seed == run.seed).accuracy(column)
+                if base == 0:
+                    raise InputError(
+                        f"{name}: its {task}-only baseline of seed {run.seed} scored 0, so a relative "
+                        "change (Δm) is undefined; train longer or on more data"
+                    )
+                per_seed[task].append((run.accuracy(column) - base) / base)
+        overall = [sum(changes) / len(changes) for changes in zip(*per_seed.values(), strict=True)]
+        mean, low, high = stats.mean_interval(overall)
+        out.append(
+            {
+                "group": name,
+                "seeds": sorted(seeds),
+                "per_task": {task: sum(v) / len(v) for task, v in per_seed.items()},
+                "delta_m": mean,
+                "low": low,
+                "high": high,
+                "exceeds_spread": len(overall) > 1 and bool(low > 0 or high < 0),
+            }
+        )
+    return out
+
+
 def compare(runs: list[Run]) -> dict:
     """The comparison as plain data (what ``--json`` prints)."""
     groups, differing = group_runs(runs)
@@ -280,20 +342,27 @@ def compare(runs: list[Run]) -> dict:
             "every run compared has the same params but seed: nothing to compare between; "
             "run the other setting too (e.g. dvc exp run --queue -S loss.char_weight=2 -S seed=0,1,2)"
         )
+    labels = [d["label"] for d in described]
     if sizes == {1}:
-        return {"mode": "mcnemar", "differing": differing, "groups": described, "comparisons": _pairs(groups)}
+        return {
+            "mode": "mcnemar",
+            "differing": differing,
+            "groups": described,
+            "comparisons": _pairs(groups),
+            "delta_m": delta_m(groups, labels),
+        }
     single = [d["label"] for d, g in zip(described, groups, strict=True) if len(g) == 1]
     if single:
         raise InputError(
             f"{'; '.join(single)}: one seed, so no spread to compare against; queue more seeds "
             "(dvc exp run --queue -S seed=1,2 with the same params) or name one run per setting"
         )
-    labels = [d["label"] for d in described]
     return {
         "mode": "seeds",
         "differing": differing,
         "groups": described,
         "comparisons": _seed_groups(groups, labels),
+        "delta_m": delta_m(groups, labels),
     }
 
 
@@ -432,9 +501,34 @@ def report(result: dict, markdown: bool) -> str:
             "Accuracy in % over seeds, mean ± sample standard deviation; the difference B - A in points "
             "with its 95% Welch interval: beyond the seed-to-seed spread where the interval excludes 0."
         )
-    return "\n\n".join(
-        [render(GROUP_HEADER, groups), render(HEADERS[result["mode"]], rows), textwrap.fill(note, 100)]
-    )
+    parts = [render(GROUP_HEADER, groups), render(HEADERS[result["mode"]], rows), textwrap.fill(note, 100)]
+    if result["delta_m"]:
+        letter = {g["label"]: chr(65 + i) for i, g in enumerate(result["groups"])}
+        delta_rows = [
+            [
+                letter[d["group"]],
+                " ".join(map(str, d["seeds"])),
+                *(_signed(d["per_task"][task]) for task in ZEROED_FOR),
+                _signed(d["delta_m"]),
+                *(
+                    [f"{_signed(d['low'])} to {_signed(d['high'])}", verdict(d)]
+                    if len(d["seeds"]) > 1
+                    else ["one seed: no interval", ""]
+                ),
+            ]
+            for d in result["delta_m"]
+        ]
+        header = ["group", "seeds", "alphabet Δ %", "character Δ %", "Δm %", "95% interval", ""]
+        parts += [
+            render(header, delta_rows),
+            textwrap.fill(
+                "Δm: the multi-output model's accuracy per task relative to the same setting trained on "
+                "that task alone (the other task's weight 0), averaged over the two tasks, in %; per seed, "
+                "then over seeds with a 95% t interval. Above 0, training the tasks together helps.",
+                100,
+            ),
+        ]
+    return "\n\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -451,12 +545,22 @@ def main(argv: list[str] | None = None) -> None:
     out = ap.add_mutually_exclusive_group()
     out.add_argument("--md", action="store_true", help="Markdown tables, for a pull request")
     out.add_argument("--json", action="store_true", help="the figures as JSON")
+    ap.add_argument(
+        "--delta-m",
+        action="store_true",
+        help="require Δm against single-task baselines (loss.alpha_weight=0 and loss.char_weight=0 runs)",
+    )
     args = ap.parse_args(argv)
     flags = ["-A"] if args.all_commits else ["-n", str(args.num)] if args.num else []
     flags += ["--rev", args.rev] if args.rev else []
 
     def run() -> None:
         result = compare(load(Path.cwd(), args.experiments, flags))
+        if args.delta_m and not result["delta_m"]:
+            raise InputError(
+                "--delta-m: no multi-task group has both single-task baselines among these runs; run "
+                "the same setting with -S loss.alpha_weight=0 and with -S loss.char_weight=0 (same seeds)"
+            )
         print(json.dumps(result, indent=2) if args.json else report(result, args.md))
 
     run_stage(run)

@@ -10,6 +10,7 @@ seeds. Used by ``omniglot-mtl-compare``.
 - :class:`Group` and :func:`difference` compare settings each trained over several seeds: the
   mean and sample standard deviation of each, and a 95% Welch interval for the difference of
   the means, whose width comes from the seed-to-seed spread.
+- :func:`mean_interval`: the mean of per-seed figures (Δm) with a 95% Student t interval.
 """
 
 import math
@@ -79,3 +80,14 @@ def difference(a: Group, b: Group, confidence: float = 0.95) -> Difference:
     test = stats.ttest_ind(b.values, a.values, equal_var=False)
     interval = test.confidence_interval(confidence)
     return Difference(d, float(interval.low), float(interval.high), float(test.df))
+
+
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` with its Student t interval; the interval is
+    the mean itself where there is one value or no spread."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2 or values.std() == 0:
+        return mean, mean, mean
+    interval = stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
+    return mean, float(interval.low), float(interval.high)
