@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,18 @@ def test_the_folder_scanner_knows_nothing_of_params():
     """layout.py is Omniglot's folder layout, usable on any folder: it imports no params schema."""
     code = "import sys, omniglot_mtl.layout; print('omniglot_mtl.params' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+
+
+def test_names_dvc_cannot_hash_are_named_in_one_line(tmp_path):
+    """Linux allows any byte in a name; DVC cannot hash one that is not UTF-8 (docs/data.md). The
+    scanner names every such entry, escaped, whatever it is: an alphabet folder, a stray file."""
+    make_set(tmp_path / "s", {"A": 2, "B": 1}, drawers=3)
+    stray = os.fsencode(tmp_path / "s" / "A" / "character01") + b"/notes\xff.txt"
+    Path(os.fsdecode(stray)).write_text("x")
+    (tmp_path / "s" / "B").rename(os.fsdecode(os.fsencode(tmp_path / "s") + b"/B\xe9"))
+    with pytest.raises(InputError) as refused:
+        scan_sets({"s": tmp_path / "s"})
+    assert str(refused.value) == (
+        f"2 name(s) not valid UTF-8, which DVC cannot hash: {tmp_path}/s/B\\xe9, "
+        f"{tmp_path}/s/A/character01/notes\\xff.txt; rename them"
+    )

@@ -117,9 +117,7 @@ def scan_sets(sets: dict[str, Path]) -> Scan:
         if not folder.is_dir():
             raise InputError(f"{folder}: set folder not found")
         _scan_alphabets(folder, name, scan)
-    refuse_not_utf8(
-        [d.file for d in scan.drawings if not_utf8(d.file)] + [p for p in scan.skipped if not_utf8(p)]
-    )
+    refuse_not_utf8(scan.not_utf8)
     return scan
 
 

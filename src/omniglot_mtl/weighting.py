@@ -168,7 +168,7 @@ class DynamicWeightAverage(LossWeighting):
 
     def __init__(self, weights: dict[str, float], *, temperature: float = 2.0, **kwargs):
         super().__init__(weights, **kwargs)
-        # Below 0.001 the ratios / T overflow float32 and the weights become NaN.
+        # At 0.001 the weights are all but one-hot, at 1,000 all but equal; near 0, ratio / T overflows.
         self.temperature = between("temperature", temperature, 1e-3, 1e3)
         self.register_buffer("dwa", torch.ones(len(self.tasks)))
         self.epoch_losses: list[torch.Tensor] = []  # mean task losses of past epochs
