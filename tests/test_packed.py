@@ -134,3 +134,21 @@ def test_decoding_starts_no_more_processes_than_the_cpus_this_process_may_use(tm
     assert environment.usable_cpus() == 3
     packed.decode_all([tmp_path / f"{i}.png" for i in range(64 * 512)], 8)
     assert started == [3]
+
+
+def test_an_output_folder_that_cannot_be_written_is_named_not_its_temporary(tmp_path, monkeypatch):
+    """A read-only folder (not testable as root, which the suite may run as): the temporary file or
+    folder cannot be made there, and the error names the output, as run_stage prints it."""
+    import tempfile
+
+    from omniglot_mtl.atomic import atomic_dir, atomic_file
+
+    def denied(*args, dir, prefix, **kwargs):
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1y2")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    for atomic, target in ((atomic_file, tmp_path / "models" / "m.pt"), (atomic_dir, tmp_path / "packed")):
+        with pytest.raises(PermissionError) as refused, atomic(target):
+            pass
+        assert (refused.value.filename, refused.value.strerror) == (str(target), "Permission denied")

@@ -18,8 +18,9 @@ os.umask(UMASK)
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; on success it replaces ``target``."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it 0700; outputs are ordinary folders
     try:
         yield tmp
@@ -36,8 +37,9 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 def atomic_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed to ``target``."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it 0600; outputs are ordinary files
@@ -47,6 +49,17 @@ def atomic_file(target: Path) -> Iterator[Path]:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         _name_file(err, target)
+        raise
+
+
+@contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """A folder that cannot be made or written (read-only, no permission) names the output
+    that cannot be written, not the temporary name tried for it."""
+    try:
+        yield
+    except OSError as err:
+        err.filename = str(target)
         raise
 
 
