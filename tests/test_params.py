@@ -69,7 +69,7 @@ def test_as_dict_round_trips_through_yaml():
         ("loss: {alpha_weight: .inf}", "loss.alpha_weight: must be a finite number, got inf"),
         ("loss: {char_weight: 1.0e+30}", "loss.char_weight: must be between 0 and 1e+06, got 1e+30"),
         ("train: {processes: 100000}", "train.processes: must be between 1 and 1024, got 100000"),
-        ("device: gpu", "device: 'gpu' is not available here; available: auto, cpu"),
+        ("device: gpu", "device: 'gpu' is not available here; available: auto, cpu"),  # GPUs after
         (
             "data: {synthetic: {alphabets: 1000, characters: 1000}}",
             "data.synthetic: 20,000,000 drawings of 64^2 bytes would hold 76 GiB in memory; at most 8 GiB",
