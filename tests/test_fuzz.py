@@ -209,4 +209,8 @@ def test_params_at_any_value_load_or_fail_naming_a_key(changes):
         weighting.end_epoch(mean_losses)  # DWA's weights from two epochs' losses
     weighting.after_step({t: v / 2 for t, v in losses.items()})  # FAMO's logits, one step
     assert torch.isfinite(total) and total > 0 and torch.isfinite(weighting.factors()).all()
-    make_optimizer(torch.nn.Linear(1, 1), weighting, params.train, torch.device("cpu"))
+    layer = torch.nn.Linear(1, 1)
+    optimizer = make_optimizer(layer, weighting, params.train, torch.device("cpu"))
+    layer(torch.ones(1, 1)).sum().backward()
+    optimizer.step()  # one step at the learning rate and weight decay given leaves finite weights
+    assert all(torch.isfinite(p).all() for p in layer.parameters())

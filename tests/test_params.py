@@ -67,7 +67,8 @@ def test_as_dict_round_trips_through_yaml():
         ("seed: -1", "seed: must be between 0 and 2^64 - 1"),
         ("data: {synthetic: {seed: -3}}", "data.synthetic.seed: must be between 0 and 2^64 - 1"),
         ("loss: {alpha_weight: .inf}", "loss.alpha_weight: must be a finite number, got inf"),
-        ("loss: {char_weight: 1.0e+30}", "loss.char_weight: must be between 0 and 1e+06, got 1e+30"),
+        ("loss: {char_weight: 1.0e+30}", "loss.char_weight: must be 0 or between 1e-06 and 1e+06, got 1e+30"),
+        ("loss: {alpha_weight: -1}", "loss.alpha_weight: must be 0 or between 1e-06 and 1e+06, got -1"),
         ("train: {processes: 100000}", "train.processes: must be between 1 and 1024, got 100000"),
         ("device: gpu", "device: 'gpu' is not available here; available: auto, cpu"),  # GPUs after
         (
@@ -75,6 +76,8 @@ def test_as_dict_round_trips_through_yaml():
             "data.synthetic: 20,000,000 drawings of 64^2 bytes would hold 76 GiB in memory; at most 8 GiB",
         ),
         ("train: {lr: .nan}", "train.lr: must be a finite number, got nan"),
+        ("train: {lr: 1.0e+300}", "train.lr: must be <= 10, got 1e+300"),
+        ("train: {optimizer: adamw, weight_decay: 1.0e+300}", "train.weight_decay: must be <= 1, got 1e+300"),
         ("loss: {dwa: {temperature: 0}}", "loss.dwa.temperature: must be between 0.001 and 1000, got 0"),
         ("loss: {dwa: {temperature: warm}}", "loss.dwa.temperature: must be a number, got 'warm'"),
         ("loss: {famo: {weight_decay: -1}}", "loss.famo.weight_decay: must be between 0 and 1, got -1"),

@@ -183,10 +183,14 @@ class Train:
             raise ParamError(f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ParamError(f"{key}.lr", f"must be > 0, got {self.lr}")
+        if self.lr > 10:  # Adam moves each weight by about lr a step; far past 10, to inf in float32
+            raise ParamError(f"{key}.lr", f"must be <= 10, got {self.lr:g}")
         one_of(f"{key}.precision", self.precision, PRECISIONS)
         one_of(f"{key}.optimizer", self.optimizer, OPTIMIZERS)
         if self.weight_decay < 0:
             raise ParamError(f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay:g}")
+        if self.weight_decay > 1:  # AdamW shrinks each weight by lr * weight_decay a step
+            raise ParamError(f"{key}.weight_decay", f"must be <= 1, got {self.weight_decay:g}")
         if self.weight_decay and self.optimizer != "adamw":
             # Adam's own weight_decay is an L2 term scaled by the adaptive step: not what
             # "weight decay" means in a modern recipe, so it is not offered.
@@ -235,10 +239,13 @@ class Loss:
 
     def validate(self, key: str) -> None:
         for name in ("alpha_weight", "char_weight"):
-            # Only the weights' ratio matters to Adam; the total is summed in float32.
-            if not 0 <= getattr(self, name) <= MAX_WEIGHT:
+            # Only the weights' ratio matters to Adam; the total is summed in float32, where a
+            # weight below 1e-6 of the other vanishes and one far above 1e6 overflows.
+            value = getattr(self, name)
+            if value != 0 and not 1 / MAX_WEIGHT <= value <= MAX_WEIGHT:
                 raise ParamError(
-                    f"{key}.{name}", f"must be between 0 and {MAX_WEIGHT:g}, got {getattr(self, name):g}"
+                    f"{key}.{name}",
+                    f"must be 0 or between {1 / MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got {value:g}",
                 )
         if self.alpha_weight == 0 and self.char_weight == 0:
             raise ParamError(key, "alpha_weight and char_weight are both 0: nothing would be trained")
