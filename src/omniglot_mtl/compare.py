@@ -94,8 +94,10 @@ def list_runs(repo: Path, scope: list[str]) -> list[tuple[str, str]]:
         text=True,
     )
     if shown.returncode:
-        last = (shown.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("ERROR: ")
-        raise InputError(f"dvc exp show failed: {last}")
+        # DVC's own line, not the support banner after it. Seen: a queued experiment killed or
+        # just finished leaves DVC looking for its run file under .dvc/tmp/exps.
+        errors = [line for line in shown.stderr.splitlines() if line.startswith("ERROR: ")] or ["no output"]
+        raise InputError(f"dvc exp show failed: {errors[-1].removeprefix('ERROR: ')} (see dvc queue status)")
     runs = []
     for commit in json.loads(shown.stdout):
         if commit["rev"] == "workspace":
