@@ -56,6 +56,11 @@ class Run:
     def seed(self) -> int:
         return int(self.params["seed"])
 
+    @property
+    def setting(self) -> dict:
+        """Its params but ``seed``: what a group's runs share."""
+        return {k: v for k, v in self.params.items() if k != "seed"}
+
     def accuracy(self, task: str) -> float:
         return float(self.correct[task].mean())
 
@@ -238,8 +243,7 @@ def group_runs(runs: list[Run]) -> tuple[list[list[Run]], list[str]]:
     and "data" where the hashes of stage dependencies do (a ``.py`` file is code)."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        params = {k: v for k, v in run.params.items() if k != "seed"}
-        key = json.dumps([params, run.made_of], sort_keys=True)
+        key = json.dumps([run.setting, run.made_of], sort_keys=True)
         groups.setdefault(key, []).append(run)
     firsts = [g[0] for g in groups.values()]
     keys = sorted({k for run in runs for k in run.params} - {"seed"})
@@ -286,14 +290,9 @@ def delta_m(groups: list[list[Run]], labels: list[str]) -> list[dict]:
             continue  # a baseline itself
         baselines = {}
         for task, zeroed in ZEROED_FOR.items():
-            want = {k: v for k, v in first.params.items() if k != "seed"} | {zeroed: 0.0}
+            want = first.setting | {zeroed: 0.0}
             baselines[task] = next(
-                (
-                    g
-                    for g in groups
-                    if {k: v for k, v in g[0].params.items() if k != "seed"} == want
-                    and g[0].made_of == first.made_of
-                ),
+                (g for g in groups if g[0].setting == want and g[0].made_of == first.made_of),
                 None,
             )
         if None in baselines.values():

@@ -295,7 +295,7 @@ class Params:
 
         from .backbones import BACKBONES
         from .devices import resolve_device
-        from .weighting import METHODS, hyperparameters
+        from .weighting import METHODS, hyperparameters, make_weighting
 
         resolve_device(self.device)  # a device this machine lacks, before any output is deleted
         one_of("model.backbone", self.model.backbone, BACKBONES)
@@ -315,7 +315,7 @@ class Params:
                 raise ParamError(f"loss.{method}", f"not a loss weighting method{hint} (known: {known})")
             options = from_signature(hyperparameters(METHODS[method]), given, f"loss.{method}")
             try:
-                METHODS[method](self.loss.weights, **options)
+                make_weighting(self.loss.weights, method, options=options)
             except ValueError as err:  # "<hyperparameter>: <what is wrong>", the methods' convention
                 name, _, message = str(err).partition(": ")
                 raise ParamError(f"loss.{method}.{name}", message) from None
