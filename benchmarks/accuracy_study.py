@@ -35,9 +35,8 @@ from PIL import Image
 
 from omniglot_mtl.augment import random_affine
 from omniglot_mtl.checkpoints import load_checkpoint
-from omniglot_mtl.evaluate import character_alphabet
 from omniglot_mtl.index import names_by_index, read_maps
-from omniglot_mtl.inference import predict
+from omniglot_mtl.inference import character_alphabet, predict
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.packed import PackedSplit, load_split
 from omniglot_mtl.params import Params, as_dict

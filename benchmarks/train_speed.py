@@ -152,7 +152,8 @@ def ours_leg(args: argparse.Namespace) -> dict:
     # fit() scores a validation split after each epoch, outside the timed part; give it a small one.
     val = PackedSplit(splits["test"].images[:256], {k: v[:256] for k, v in splits["test"].labels.items()})
     weighting = LossWeighting({"character": 1.0}).to(device)
-    result = fit(model, weighting, splits["train"], val, cfg, seed=args.seed)
+    capture = False if args.leg == "ours-eager" else None  # None: a CUDA graph where it can
+    result = fit(model, weighting, splits["train"], val, cfg, seed=args.seed, capture=capture)
     n = len(splits["train"]) * epochs
     test = accuracy(model, splits["test"], precision)["character"]  # the last epoch's model
     return {
@@ -183,13 +184,21 @@ def main() -> None:
     )
     ap.add_argument("--lr", type=float, default=LR, help="our loop's learning rate (scale it with the batch)")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--leg", choices=["notebook", "ours", "notebook-loops"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--eager", action="store_true", help="also time our loop with no CUDA graph (each step as written)"
+    )
+    legs = ["notebook", "ours", "ours-eager", "notebook-loops"]
+    ap.add_argument("--leg", choices=legs, help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.leg:  # child process: one leg, one JSON line
-        result = {"notebook": notebook_leg, "ours": ours_leg, "notebook-loops": notebook_loops}[args.leg](
-            args
-        )
+        run = {
+            "notebook": notebook_leg,
+            "ours": ours_leg,
+            "ours-eager": ours_leg,
+            "notebook-loops": notebook_loops,
+        }
+        result = run[args.leg](args)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -199,6 +208,8 @@ def main() -> None:
         machine += f", {torch.cuda.get_device_name(torch.device(args.device))}"
     rows = [("notebook loop", "fp32", run_leg(args, "notebook", "fp32"))]
     rows += [("ours", p, run_leg(args, "ours", p)) for p in args.precisions]
+    if args.eager:
+        rows += [("ours, eager", p, run_leg(args, "ours-eager", p)) for p in args.precisions]
     base = rows[0][2]["train_images"] / rows[0][2]["train_s"]
     batches = f"batch {BATCH}" + (
         f" (ours {args.batch_size}, lr {args.lr})" if args.batch_size != BATCH else ""

@@ -124,7 +124,7 @@ def dvc(repo: Path, *args: str, check: bool = True, env: dict | None = None) -> 
 DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PROGRAMS = ("dvc", "python", "python3", "pip", "git", "make", "omniglot-mtl-predict", "omniglot-mtl-recipe")
 PROGRAMS += ("omniglot-mtl-compare",)
-PROGRAMS += ("torchrun", "srun", "ruff", "pytest")
+PROGRAMS += ("torchrun", "srun", "ruff", "pytest", "bash")
 
 
 def program(command: str) -> str:

@@ -14,6 +14,7 @@ from omniglot_mtl.checkpoints import load_checkpoint
 from omniglot_mtl.errors import InputError
 from omniglot_mtl.evaluate import write_evaluation
 from omniglot_mtl.index import index_and_pack
+from omniglot_mtl.inference import READ_OUTS, alphabet_log_probs, choose_read_out
 from omniglot_mtl.params import Params, Split, from_dict
 from omniglot_mtl.predict import main as predict_main
 from omniglot_mtl.predict import predict_files
@@ -74,6 +75,23 @@ def test_metrics_agree_with_a_recount(trained):
     agree = char_alphabet[out["character"].argmax(1)] == out["alphabet"].argmax(1)
     assert metrics["multi_output"]["consistency"] == round(agree.float().mean().item(), 6)
 
+    # The alphabet from both heads: its read-out chosen on the validation drawers by training,
+    # each read-out recounted there, then the chosen one scored on the test drawers.
+    val = np.load(root / "packed" / "val.npz")
+    with torch.no_grad():
+        out_val = mo(torch.from_numpy(val["images"]).float().div(255).unsqueeze(1))
+    on_val = {
+        r: acc(p, torch.from_numpy(val["alphabet"])) for r, p in both_heads_by_hand(out_val, ckpt).items()
+    }
+    assert ckpt["alphabet_read_out_val_accuracy"] == on_val
+    assert ckpt["alphabet_read_out"] == max(READ_OUTS, key=on_val.__getitem__)  # the head first on ties
+    chosen = both_heads_by_hand(out, ckpt)[ckpt["alphabet_read_out"]]
+    both = metrics["multi_output"]["alphabet_both_heads"]
+    assert both["accuracy"] == acc(chosen, alpha) and both["read_out"] == ckpt["alphabet_read_out"]
+    images = pd.read_csv(root / "plots" / "per_image" / "multi_output.csv")
+    assert images["alphabet_both_heads_predicted"].tolist() == chosen.argmax(1).tolist()
+    assert images["alphabet_both_heads"].tolist() == images["alphabet"].tolist()
+
     per_alphabet = pd.read_csv(root / "plots" / "character_accuracy_per_alphabet.csv")
     assert list(per_alphabet.columns) == ["alphabet", "model", "accuracy"]
     hits = (char_mi.argmax(1) == char).float()
@@ -87,6 +105,39 @@ def test_metrics_agree_with_a_recount(trained):
     names = list(ckpt["alphabets"])
     assert confusion["actual"].tolist() == [names[i] for i in alpha.tolist()]
     assert confusion["predicted"].tolist() == [names[i] for i in out["alphabet"].argmax(1).tolist()]
+
+
+def both_heads_by_hand(out: dict[str, torch.Tensor], ckpt: dict) -> dict[str, torch.Tensor]:
+    """Each read-out's alphabet probabilities, from the two heads' logits, one character at a time."""
+    head, chars = out["alphabet"].softmax(1), out["character"].softmax(1)
+    summed = torch.zeros_like(head)
+    for name, j in ckpt["characters"].items():
+        summed[:, ckpt["alphabets"][name.split("/")[0]]] += chars[:, j]
+    product = head * summed
+    return {"head": head, "characters": summed, "product": product / product.sum(1, keepdim=True)}
+
+
+def test_alphabet_read_outs_by_hand():
+    # Two alphabets: characters 0, 1 in alphabet 0 and 2 in alphabet 1.
+    char_to_alpha = torch.tensor([0, 0, 1])
+    logits = {"alphabet": torch.tensor([[0.0, 0.0]]), "character": torch.tensor([[1.0, 1.0, 2.0]]).log()}
+    # character probabilities 1/4, 1/4, 1/2: summed per alphabet 1/2, 1/2; the head's 1/2, 1/2.
+    for read_out in ("head", "characters", "product"):
+        probs = alphabet_log_probs(logits, char_to_alpha, read_out).exp()
+        assert probs[0].tolist() == pytest.approx([0.5, 0.5])
+    logits["alphabet"] = torch.tensor([[3.0, 1.0]]).log()  # the head: 3/4, 1/4
+    logits["character"] = torch.tensor([[1.0, 1.0, 8.0]]).log()  # summed: 1/5, 4/5
+    summed = alphabet_log_probs(logits, char_to_alpha, "characters").exp()[0]
+    assert summed.tolist() == pytest.approx([0.2, 0.8])
+    # product: 3/20 and 4/20, renormalised to 3/7 and 4/7
+    product = alphabet_log_probs(logits, char_to_alpha, "product").exp()[0]
+    assert product.tolist() == pytest.approx([3 / 7, 4 / 7])
+    # Chosen by accuracy on the labels given; the head wins a tie.
+    assert choose_read_out(logits, torch.tensor([1]), char_to_alpha) == (
+        "characters",
+        {"head": 0.0, "characters": 1.0, "product": 1.0},
+    )
+    assert choose_read_out(logits, torch.tensor([0]), char_to_alpha)[0] == "head"
 
 
 def test_checkpoint_from_other_data_is_refused(trained, tmp_path):
@@ -119,6 +170,14 @@ def test_predict_cli_ranks_like_the_model(trained, capsys):
         expected = out["character"][i].softmax(0).topk(3).values.tolist()
         assert [p for _, p in ranked] == pytest.approx(expected, abs=1e-4)
         assert len(result["predictions"]["alphabet"]) == 3
+        by_hand = both_heads_by_hand({t: v[i : i + 1] for t, v in out.items()}, ckpt)[
+            ckpt["alphabet_read_out"]
+        ][0]
+        shown = dict(result["predictions"]["alphabet_both_heads"])
+        alphabets = list(ckpt["alphabets"])
+        assert shown == pytest.approx(
+            {alphabets[j]: by_hand[j].item() for j in by_hand.topk(3).indices}, abs=1e-4
+        )
     predict_main(
         [str(paths["multi_input"]), str(files[0]), "--alphabet", manifest["alphabet"][0], "--top", "2"]
     )
@@ -133,7 +192,12 @@ def test_predict_cli_ranks_like_the_model(trained, capsys):
     }
     predict_main(documented("omniglot-mtl-predict models/multi_output.pt some_drawing.png --top 3", fill)[1:])
     line = capsys.readouterr().out.strip()
-    assert line.startswith(f"{files[0]}: alphabet: ") and line.count("%") == 6
+    assert line.startswith(f"{files[0]}: alphabet: ") and line.count("%") == 9
+    assert [row.split(": ")[1] for row in line.splitlines()] == [
+        "alphabet",
+        "character",
+        "alphabet_both_heads",
+    ]
     predict_main(
         documented("omniglot-mtl-predict models/multi_input.pt some_drawing.png --alphabet Latin", fill)[1:]
     )
@@ -173,7 +237,7 @@ def test_predict_reports_a_bad_image_and_classifies_the_others(trained, tmp_path
     shown = json.loads(captured.out)
     assert [entry["image"] for entry in shown] == [str(missing), str(good), str(broken), str(bomb)]
     assert shown[0] == {"image": str(missing), "error": f"{missing}: no such file"}
-    assert set(shown[1]) == {"image", "alphabet", "character"}
+    assert set(shown[1]) == {"image", "alphabet", "character", "alphabet_both_heads"}
     (best,) = shown[1]["character"]
     assert set(best) == {"name", "probability"} and 0 < best["probability"] <= 1
     assert predict_files(paths["multi_output"], [good], top=1)[0]["predictions"]["character"][0] == (
@@ -291,7 +355,7 @@ def test_each_way_a_checkpoint_can_be_wrong_says_which(trained, tmp_path):
     _, paths, _ = trained
     good = torch.load(paths["multi_output"], weights_only=True)
     cases = [
-        ({**good, "format": 2}, "checkpoint format 2; this version of the project reads format 1"),
+        ({**good, "format": 1}, "checkpoint format 1; this version of the project reads format 2"),
         (
             {**good, "state_dict": {k: v[:1] for k, v in good["state_dict"].items()}},
             "its weights do not fit the multi_output model its config describes (Error(s) in loading",

@@ -122,7 +122,7 @@ def test_repro_runs_every_stage_and_writes_declared_outputs(pipeline):
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert set(metrics) == {"multi_input", "multi_output", "test_images"}
     assert set(metrics["multi_input"]) == {"character"}
-    assert set(metrics["multi_output"]) == {"alphabet", "character", "consistency"}
+    assert set(metrics["multi_output"]) == {"alphabet", "character", "alphabet_both_heads", "consistency"}
     assert set(metrics["multi_output"]["character"]) == {"accuracy", "top5", "macro_accuracy"}
     assert metrics["test_images"] == 12  # 3 alphabets x 4 characters x drawer 6
     assert sorted(p.name for p in (repo / "models").glob("*.pt")) == ["multi_input.pt", "multi_output.pt"]
@@ -286,7 +286,7 @@ def test_experiment_workflow(workspace):
     RUN = {"cwd": repo, "env": ENV, "capture_output": True, "text": True, "check": True}  # noqa: N806
     compared = documented("omniglot-mtl-compare main char-weight-2")
     result = json.loads(subprocess.run([*compared, "--json"], **RUN).stdout)
-    assert result["mode"] == "mcnemar" and len(result["comparisons"]) == 3
+    assert result["mode"] == "mcnemar" and len(result["comparisons"]) == 4  # both heads' alphabet too
     for row in result["comparisons"]:
         model, task = row["task"].split(".")
         a = per_image_accuracy(repo, "main", model, task)
@@ -403,7 +403,8 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
     for setting, row in zip(settings, rows, strict=True):
         revs.setdefault(setting, row["rev"])  # the commit before the experiment of its own params
     by_task = {r["task"]: r for r in result["comparisons"]}
-    assert sorted(by_task) == ["multi_input.character", "multi_output.alphabet", "multi_output.character"]
+    tasks = ["multi_input.character", "multi_output.alphabet", "multi_output.alphabet_both_heads"]
+    assert sorted(by_task) == [*tasks, "multi_output.character"]
     for name, row in by_task.items():
         model, task = name.split(".")
         a = [statistics.mean(per_image_accuracy(repo, revs[1.0, seed], model, task)) for seed in (0, 1)]
@@ -480,7 +481,7 @@ def test_bad_params_fail_before_any_output_is_deleted(workspace):
         (
             ["repro"],
             renamed,
-            "trian: unknown key; did you mean train? (known: cpu, data, device, loss, model, ",
+            "trian: unknown key; did you mean train? (known: cpu, cuda, data, device, loss, model, ",
         ),
         (
             ["repro"],
@@ -899,7 +900,8 @@ def test_readme_exp_show_views_fit_a_terminal(pipeline):
     repo, _ = pipeline
     views = [
         documented(
-            r"dvc exp show --drop '.*' --keep 'Experiment|loss.char_weight|multi_output\.\w+\.accuracy$'"
+            r"dvc exp show --drop '.*' --keep 'Experiment|loss.char_weight|"
+            r"multi_output\.(alphabet|character)\.accuracy$'"
         ),
         documented(
             "dvc exp show --md --drop '.*' --keep 'Experiment|loss.char_weight|"

@@ -107,8 +107,12 @@ RUN_BY = {
         REAL_DATA,
         None,
     ),
-    "python benchmarks/train_speed.py DATA_DIR --device cuda": (
+    "python benchmarks/train_speed.py DATA_DIR --device cuda --eager": (
         "not run: needs a CUDA GPU and a real set",
+        None,
+    ),
+    "bash benchmarks/gpu_check.sh DATA_DIR": (
+        "by hand: on a machine with a CUDA GPU (docs/performance.md)",
         None,
     ),
     "dvc repro -s STAGE": (

@@ -16,6 +16,7 @@ import yaml
 from conftest import ROOT, run_stage
 
 from omniglot_mtl.checkpoints import load_checkpoint
+from omniglot_mtl.devices import available_devices
 from omniglot_mtl.environment import cpu_model
 from omniglot_mtl.errors import InputError
 from omniglot_mtl.index import index_and_pack
@@ -145,7 +146,8 @@ def test_missing_device_fails_the_stage_at_once(tmp_path):
     (tmp_path / "params.yaml").write_text("device: cuda:99\n")
     result = run_stage("train.py", tmp_path, "multi_output")
     assert result.returncode == 1
-    expected = "error: params.yaml: device: 'cuda:99' is not available here; available: auto, cpu"
+    here = ", ".join(available_devices())  # cpu, and a GPU machine's cuda, cuda:0, ...
+    expected = f"error: params.yaml: device: 'cuda:99' is not available here; available: auto, {here}"
     assert result.stderr.startswith(expected)
     assert len(result.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -17,7 +17,8 @@ from .errors import InputError
 from .models import MODELS, ModelConfig, build_model
 from .tasks import ALPHABET, CHARACTER, MAPS
 
-FORMAT = 1
+# 2: a multi-output checkpoint names its alphabet read-out (inference.READ_OUTS).
+FORMAT = 2
 
 
 def save_checkpoint(

@@ -1,5 +1,5 @@
 """The ``device`` param: auto | cpu | cuda | cuda:N | mps, checked against what is there;
-and ``train.precision: auto``, which the device decides."""
+``train.precision: auto``, which the device decides; and ``cuda.deterministic``."""
 
 import os
 import sys
@@ -53,3 +53,18 @@ def resolve_precision(setting: str, device: torch.device) -> str:
             file=sys.stderr,
         )
     return setting
+
+
+def configure_cuda(device: torch.device, deterministic: bool) -> None:
+    """On a GPU, cuDNN's and cuBLAS's choice of algorithms: deterministic ones, so that a rerun on
+    the same GPU model writes the same checkpoint bytes, or the fastest cuDNN finds by timing
+    them in this run, whose picks (and so the order of their sums) can change from run to run.
+    docs/performance.md, "On a GPU", measures what determinism costs. Nothing changes on other devices."""
+    if device.type != "cuda":
+        return
+    if deterministic:
+        # cuBLAS reads it when it starts, at the first matrix product, which comes later.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic

@@ -81,8 +81,21 @@ def determinants(device, threads: int) -> dict[str, str | int]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": threads,
         **{name: os.environ[name] for name in PORTABLE_CAPS if name in os.environ},
+        **(gpu(device) if device.type == "cuda" else {}),
     }
-    # A GPU's model and CUDA version belong here too; not written before a GPU can test them.
+
+
+def gpu(device) -> dict[str, str | bool]:
+    """A GPU's part of :func:`determinants`: its model, the CUDA and cuDNN builds, and whether
+    cuDNN was held to deterministic algorithms (cuda.deterministic)."""
+    import torch
+
+    return {
+        "gpu": torch.cuda.get_device_name(device),
+        "cuda": str(torch.version.cuda),
+        "cudnn": str(torch.backends.cudnn.version()),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }
 
 
 def machine() -> dict[str, str]:

@@ -5,6 +5,8 @@ Writes ``metrics/evaluate.json``::
     {"multi_input":  {"character": {"accuracy", "top5", "macro_accuracy"}},
      "multi_output": {"alphabet":  {"accuracy", "top5", "macro_accuracy"},
                       "character": {"accuracy", "top5", "macro_accuracy"},
+                      "alphabet_both_heads": {"accuracy", "top5", "macro_accuracy",
+                                              "read_out": the one training chose on validation},
                       "consistency": share of images whose predicted character is in the
                                      predicted alphabet},
      "test_images": N}
@@ -25,7 +27,7 @@ from .atomic import atomic_dir, write_json
 from .checkpoints import load_checkpoint
 from .errors import InputError
 from .index import names_by_index, read_maps
-from .inference import predict
+from .inference import BOTH_HEADS, alphabet_log_probs, character_alphabet, predict
 from .packed import load_split
 from .tasks import ALPHABET, CHARACTER, MAPS
 
@@ -53,14 +55,6 @@ def task_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]
     present = support > 0
     macro = (hits[present].double() / support[present]).mean().item()
     return {"accuracy": share(top1), "top5": share(top5), "macro_accuracy": round(macro, 6)}
-
-
-def character_alphabet(alphabets: dict[str, int], characters: dict[str, int]) -> torch.Tensor:
-    """For each character index, the index of its alphabet (names are ``<Alphabet>/<char>``)."""
-    table = torch.empty(len(characters), dtype=torch.long)
-    for name, i in characters.items():
-        table[i] = alphabets[name.split("/", 1)[0]]
-    return table
 
 
 def per_image(
@@ -111,6 +105,11 @@ def evaluate(
             )
         )
         if ALPHABET in logits:
+            both = alphabet_log_probs(logits, char_to_alpha, checkpoint["alphabet_read_out"])
+            metrics[kind][BOTH_HEADS] = task_metrics(both, true_alpha) | {
+                "read_out": checkpoint["alphabet_read_out"]
+            }
+            predicted[kind][BOTH_HEADS] = both.argmax(1)
             pred_alpha = logits[ALPHABET].argmax(1)
             agree = char_to_alpha[logits[CHARACTER].argmax(1)] == pred_alpha
             metrics[kind]["consistency"] = round(agree.float().mean().item(), 6)
@@ -122,7 +121,8 @@ def evaluate(
             )
     metrics["test_images"] = len(test)
     paths = pd.read_csv(Path(index_dir) / "test.csv", usecols=["path"])["path"]  # the packed split's rows
-    images = {kind: per_image(paths, test.labels, answers) for kind, answers in predicted.items()}
+    labels = test.labels | {BOTH_HEADS: true_alpha}
+    images = {kind: per_image(paths, labels, answers) for kind, answers in predicted.items()}
     return metrics, pd.concat(per_alphabet, ignore_index=True), confusion, images
 
 

@@ -1,5 +1,6 @@
 """Batched inference, the one path from a trained model to logits: the training loop's
-validation, the ``evaluate`` stage and the predict command all use :func:`predict`."""
+validation, the ``evaluate`` stage and the predict command all use :func:`predict`. And the
+multi-output model's alphabet read from both of its heads (:func:`alphabet_log_probs`)."""
 
 import contextlib
 
@@ -7,6 +8,7 @@ import torch
 from torch import nn
 
 from .packed import PackedSplit
+from .tasks import ALPHABET, CHARACTER
 
 
 def autocast(device: torch.device, precision: str):
@@ -60,3 +62,54 @@ def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32", worl
     if world is not None:
         correct = world.sum(correct)
     return dict(zip(model.tasks, (correct / len(split)).tolist(), strict=True))
+
+
+# How the multi-output model's alphabet is read from its two heads. The character head implies
+# an alphabet too: the sum of its probabilities over each alphabet's characters.
+#   head:       the alphabet head alone
+#   characters: the character head's probabilities summed per alphabet
+#   product:    the two multiplied (their log-probabilities added), renormalised
+READ_OUTS = ("head", "characters", "product")
+# The name of the chosen read-out's results, beside the head's ``alphabet`` (metrics, per-image
+# files, predict's output).
+BOTH_HEADS = "alphabet_both_heads"
+
+
+def character_alphabet(alphabets: dict[str, int], characters: dict[str, int]) -> torch.Tensor:
+    """For each character index, the index of its alphabet (names are ``<Alphabet>/<char>``)."""
+    table = torch.empty(len(characters), dtype=torch.long)
+    for name, i in characters.items():
+        table[i] = alphabets[name.split("/", 1)[0]]
+    return table
+
+
+def alphabet_log_probs(
+    logits: dict[str, torch.Tensor], char_to_alpha: torch.Tensor, read_out: str
+) -> torch.Tensor:
+    """(N, alphabets) log-probabilities of each image's alphabet, read out as ``read_out``."""
+    head = logits[ALPHABET].log_softmax(1)
+    if read_out == "head":
+        return head
+    summed = torch.zeros_like(head).index_add_(1, char_to_alpha.to(head.device), logits[CHARACTER].softmax(1))
+    # A probability that rounds to 0 in float32 must not make a log of -inf, or 0 * inf a NaN.
+    from_characters = summed.clamp_min(torch.finfo(summed.dtype).tiny).log()
+    if read_out == "characters":
+        return from_characters
+    if read_out == "product":
+        return (head + from_characters).log_softmax(1)
+    raise ValueError(f"read_out {read_out!r}: one of {READ_OUTS}")
+
+
+def choose_read_out(
+    logits: dict[str, torch.Tensor], alphabet: torch.Tensor, char_to_alpha: torch.Tensor
+) -> tuple[str, dict[str, float]]:
+    """The read-out of :data:`READ_OUTS` that gets most alphabets right in ``logits`` (the
+    validation split's: the test split must not choose), the head's on a tie; and each one's
+    accuracy."""
+    accuracy = {
+        r: round(
+            (alphabet_log_probs(logits, char_to_alpha, r).argmax(1) == alphabet).float().mean().item(), 6
+        )
+        for r in READ_OUTS
+    }
+    return max(READ_OUTS, key=accuracy.__getitem__), accuracy  # max keeps the first of equals

@@ -263,10 +263,18 @@ class Cpu:
 
 
 @dataclass(frozen=True)
+class Cuda:
+    # Deterministic cuDNN and cuBLAS algorithms: the same checkpoint bytes on every rerun on one
+    # GPU model (devices.configure_cuda). false: the fastest algorithms cuDNN finds in each run.
+    deterministic: bool = True
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     device: str = "auto"
     cpu: Cpu = field(default_factory=Cpu)
+    cuda: Cuda = field(default_factory=Cuda)
     data: Data = field(default_factory=Data)
     train: Train = field(default_factory=Train)
     model: Model = field(default_factory=Model)

@@ -21,16 +21,18 @@ import torch
 from .checkpoints import load_checkpoint
 from .errors import InputError
 from .index import names_by_index
-from .inference import predict
+from .inference import BOTH_HEADS, alphabet_log_probs, character_alphabet, predict
 from .packed import PackedSplit, decode
-from .tasks import ALPHABET, MAPS, TASKS
+from .tasks import ALPHABET, CHARACTER, MAPS, TASKS
 
 
 def predict_files(
     checkpoint_path: Path, images: list[Path], alphabet: str | None = None, top: int = 5
 ) -> list[dict]:
     """Per image, ``{"image": path, "predictions": {task: [(name, probability), ...]}}`` with the
-    ``top`` most likely names, or ``{"image": path, "error": message}`` if it cannot be read.
+    ``top`` most likely names, or ``{"image": path, "error": message}`` if it cannot be read. A
+    multi-output model's tasks are followed by ``alphabet_both_heads``: the alphabet read from
+    both heads as its checkpoint says (inference.READ_OUTS).
 
     A bad checkpoint, ``top`` or ``alphabet`` concerns every image: it raises :class:`InputError`.
     """
@@ -70,12 +72,17 @@ def predict_files(
     # The same batched path as evaluate and the training loop's validation, on uint8 images
     # made exactly as the index stage packs them.
     logits = predict(model, PackedSplit(batch, labels))
+    probabilities = {task: logits[task].softmax(1) for task in model.tasks}
+    if ALPHABET in model.tasks:  # and the alphabet read from both heads, as evaluate scores it
+        char_to_alpha = character_alphabet(checkpoint[MAPS[ALPHABET]], checkpoint[MAPS[CHARACTER]])
+        both = alphabet_log_probs(logits, char_to_alpha, checkpoint["alphabet_read_out"])
+        probabilities[BOTH_HEADS] = both.exp()
+        names[BOTH_HEADS] = names[ALPHABET]
     readable = [result for result in results if "error" not in result]  # in the order of `decoded`
     for i, result in enumerate(readable):
         result["predictions"] = {}
-        for task in model.tasks:
-            probs = logits[task][i].softmax(0)
-            p, idx = probs.topk(min(top, probs.numel()))
+        for task, probs in probabilities.items():
+            p, idx = probs[i].topk(min(top, probs.shape[1]))
             result["predictions"][task] = [
                 (names[task][j], round(q, 4)) for j, q in zip(idx.tolist(), p.tolist(), strict=True)
             ]

@@ -9,15 +9,16 @@ from scmrepo.exceptions import SCMError
 
 from .atomic import atomic_dir
 from .checkpoints import save_checkpoint
-from .devices import resolve_device, resolve_precision
+from .devices import configure_cuda, resolve_device, resolve_precision
 from .distributed import close_world, device_for, init_world, threads_per_process
 from .environment import determinants, write_machine_note
 from .errors import InputError
 from .index import read_maps
+from .inference import character_alphabet, choose_read_out, predict
 from .models import ModelConfig, build_model
 from .packed import load_split
 from .params import Params, as_dict
-from .tasks import CHARACTER
+from .tasks import ALPHABET, CHARACTER
 from .training import FitResult, OneTask, fit
 
 
@@ -38,6 +39,7 @@ def train_model(
     sections ``recorded`` (the training stage passes those it declares in dvc.yaml; None: all).
     """
     device = device_for(resolve_device(params.device))
+    configure_cuda(device, params.cuda.deterministic)
     threads = threads_per_process(params.train.threads, portable=params.cpu.portable)
     torch.set_num_threads(threads)
     world = init_world(device)
@@ -94,6 +96,14 @@ def _train(
         result = fit(model, weighting, train, val, cfg, params.seed, log, world)
         live.summary["best_epoch"] = result.best_epoch
         live.summary["best_val_accuracy"] = result.best_val
+        extra = {}
+        if kind == "multi_output":  # the alphabet read from both heads: its read-out chosen here
+            model.load_state_dict(result.best_state)
+            char_to_alpha = character_alphabet(alphabets, characters)
+            read_out, accuracy = choose_read_out(
+                predict(model, val, cfg.precision), val.labels[ALPHABET], char_to_alpha
+            )
+            extra = {"alphabet_read_out": read_out, "alphabet_read_out_val_accuracy": accuracy}
         save_checkpoint(
             model_path,
             config,
@@ -107,7 +117,8 @@ def _train(
                 "val_accuracy": result.best_val,
                 "environment": determinants(device, threads)
                 | ({"processes": world.size} if world.size > 1 else {}),
-            },
+            }
+            | extra,
         )
     write_machine_note(model_path)
     return result

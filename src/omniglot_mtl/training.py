@@ -61,21 +61,71 @@ class FitResult:
     processes: int = 1
 
 
-def make_optimizer(model: nn.Module, weighting: nn.Module, cfg: Train, device: torch.device):
+def make_optimizer(
+    model: nn.Module, weighting: nn.Module, cfg: Train, device: torch.device, capturable: bool = False
+):
     """Adam (the notebook's), or AdamW with decoupled weight decay on the weight matrices and
     convolution kernels only: decaying biases, batch-norm scales or the learned log-variances
-    of the loss weighting would only pull them towards 0, which regularises nothing."""
+    of the loss weighting would only pull them towards 0, which regularises nothing.
+
+    ``capturable``: for a step captured in a CUDA graph, the step count and the learning rate
+    live in device tensors, so that each replay reads the schedule's current rate.
+    """
     # The fused kernel does the update in one pass over the weights: on a CPU it is ~1.5x
     # faster per step for the seed network, whose step is dominated by memory traffic.
     fused = device.type in ("cpu", "cuda")
+    lr = torch.tensor(cfg.lr, device=device) if capturable else cfg.lr
     params = [*model.parameters(), *weighting.parameters()]
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, fused=fused)
+        return torch.optim.Adam(params, lr=lr, fused=fused, capturable=capturable)
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused, capturable=capturable)
+
+
+class CapturedStep:
+    """A training step recorded once as a CUDA graph, then replayed for every full batch.
+
+    A small network's step on a GPU is a few hundred short kernels, each launched from Python,
+    and the launches, not the GPU, bound its speed: one replay launches them all at once
+    (docs/performance.md, "On a GPU": 3.3x the step run as written on an H200). The step's
+    tensors stay where the capture put them: the rows it reads are copied into ``self.rows``
+    before each replay, and the losses it returns are overwritten by the next one. The first
+    ``warmup`` steps run as written, on a side stream as CUDA's capture asks, so that the
+    optimizer's state exists and cuDNN has chosen its algorithms before the capture.
+    """
+
+    warmup = 3
+
+    def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], optimizer, generator=None):
+        self.step, self.optimizer, self.generator = step, optimizer, generator
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.steps = 0
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        if self.steps <= self.warmup:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.optimizer.zero_grad(set_to_none=True)
+                losses = self.step(rows)
+            torch.cuda.current_stream().wait_stream(side)
+            return losses
+        if self.graph is None:
+            self.rows = rows.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            if self.generator is not None:  # its draws advance with each replay
+                self.graph.register_generator_state(self.generator)
+            # Gradients made inside the capture live in its memory, and each replay rewrites them.
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graph):
+                self.losses = self.step(self.rows)
+        self.rows.copy_(rows)
+        self.graph.replay()
+        return self.losses
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -107,6 +157,7 @@ def fit(
     seed: int,
     on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, record: None,
     world: World = ONE_PROCESS,
+    capture: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``cfg.epochs``; keep the weights of the best epoch.
 
@@ -118,6 +169,10 @@ def fit(
     permutation and takes its share of each batch of ``cfg.batch_size`` rows, so the global batch
     and the number of steps are those of one process; loss sums and validation counts are summed
     over processes, so all of them log the same numbers and keep the same best epoch.
+
+    ``capture`` (None: wherever it can) replays the step of every full batch from a CUDA graph
+    (:class:`CapturedStep`): on one GPU, in one process, with a loss weighting that needs no
+    second look at the batch (FAMO does). Elsewhere each step runs as written.
     """
     if cfg.batch_size % world.size:
         raise InputError(
@@ -125,9 +180,14 @@ def fit(
             f"processes ({world.size}); each process takes an equal share of a batch"
         )
     device = train.images.device
+    capturable = device.type == "cuda" and world.size == 1 and not weighting.needs_losses_after_step
+    if capture and not capturable:
+        raise ValueError("capture: needs one process on a CUDA device, and no loss weighting's after_step")
+    capture = capturable if capture is None else capture
     net = world.wrap(model, device)
     weighting.sync = world.mean if world.size > 1 else None
-    optimizer = make_optimizer(model, weighting, cfg, device)
+    # Capturable on every GPU, so that a step computes the same bytes captured or not.
+    optimizer = make_optimizer(model, weighting, cfg, device, capturable=device.type == "cuda")
     order = torch.Generator().manual_seed(seed)  # shuffling, independent of the init's stream
     n, bs = world.padded(len(train)), cfg.batch_size  # rows per epoch
     steps = (n + bs - 1) // bs
@@ -147,6 +207,23 @@ def fit(
             for t in model.tasks
         }
 
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on rows ``idx`` (gradients zeroed before); its task losses."""
+        batch = train.batch(idx)
+        if distort is not None:
+            batch["image"] = random_affine(batch["image"], cfg.augment, distort)
+        losses = task_losses(batch)
+        weighting(losses).backward()
+        world.average_gradients(weighting.parameters())
+        optimizer.step()
+        if weighting.needs_losses_after_step:
+            # FAMO: how far this step moved each task, on the same batch. In train mode, as
+            # in the authors' code (batch norm's running statistics see the batch twice).
+            with torch.no_grad():
+                weighting.after_step(task_losses(batch))
+        return torch.stack([losses[t].detach() for t in model.tasks])
+
+    captured = CapturedStep(step, optimizer, distort) if capture else None
     best_epoch, best_val, best_state = 0, {}, {}
     train_seconds = 0.0
     bar = tqdm(total=cfg.epochs * steps, unit="batch", disable=None if world.main else True, leave=False)
@@ -159,23 +236,14 @@ def fit(
         permutation = world.pad(torch.randperm(len(train), generator=order))
         for rows in permutation.to(device).split(bs):
             idx = world.share(rows)
-            batch = train.batch(idx)
-            if distort is not None:
-                batch["image"] = random_affine(batch["image"], cfg.augment, distort)
-            losses = task_losses(batch)
-            total = weighting(losses)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            world.average_gradients(weighting.parameters())
-            optimizer.step()
+            if captured is not None and len(idx) == bs:
+                losses = captured(idx)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                losses = step(idx)
             if scheduler is not None:
                 scheduler.step()
-            if weighting.needs_losses_after_step:
-                # FAMO: how far this step moved each task, on the same batch. In train mode, as
-                # in the authors' code (batch norm's running statistics see the batch twice).
-                with torch.no_grad():
-                    weighting.after_step(task_losses(batch))
-            loss_sums += torch.stack([losses[t].detach() for t in model.tasks]) * idx.shape[0]
+            loss_sums += losses * idx.shape[0]
             bar.update()
         mean_loss = dict(zip(model.tasks, (world.sum(loss_sums) / n).tolist(), strict=True))
         if not all(map(math.isfinite, mean_loss.values())):  # no checkpoint of a diverged run
