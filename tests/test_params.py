@@ -48,6 +48,7 @@ def test_as_dict_round_trips_through_yaml():
         ("train: {epochs: ten}", "train.epochs: must be an integer, got 'ten'"),
         ("train: {batch_size: true}", "train.batch_size: must be an integer, got True"),
         ("loss: {char_wieght: 2}", "loss.char_wieght: unknown key; did you mean char_weight? (known: "),
+        ("loss: {methods: {dwa: {temperature: 3}}}", "loss.methods: unknown key; a method's settings go in"),
         ("loss: {method: magic}", "loss.method: must be one of ['static', "),  # the registered methods
         ("loss: {method: dwaa}", "loss.method: must be one of ['static', "),
         ("loss: {method: dwaa}", "got 'dwaa'; did you mean 'dwa'?"),

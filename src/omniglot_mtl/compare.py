@@ -1,23 +1,9 @@
 """``omniglot-mtl-compare``: is the difference between experiments real?
 
-    omniglot-mtl-compare [EXPERIMENT ...] [-A | -n N | --rev REV] [--md | --json]
+    omniglot-mtl-compare [EXPERIMENT ...] [-A | -n N | --rev REV] [--md | --json] [--delta-m]
 
-Lists the evaluated commits and finished experiments with ``dvc exp show --json`` (the current
-commit's by default; ``-A``, ``-n`` and ``--rev`` are its own flags), or takes only the
-experiments, commits or branches named. A run is what its commit's ``dvc.lock`` says made it:
-its params and the hashes of every stage's dependencies (code and data). Runs are grouped by all
-of that except ``seed``, so nothing but the seed differs within a group, and the groups' labels
-say what differs between them (params by name; code or data by the files whose hashes differ).
-Each run's per-image results, ``metrics/evaluate/per_image/`` (a DVC output), are read at its
-commit. Then, per task:
-
-- every group one run (say two experiments, one seed each): the accuracy change and an exact
-  McNemar test on the images one model gets right and the other wrong;
-- every group two or more seeds: each group's mean +- sd over seeds, and the difference of the
-  means with a 95% interval (Welch), said in words: beyond the seed-to-seed spread, or within it.
-
-Groups are compared with the first, the one holding the current commit where it is one of them.
-Every run must have been tested on the same images (the same data and index maps).
+What it reads, how it groups runs (params and what made them, seed aside) and what it reports
+(McNemar per image, Welch over seeds, Δm): docs/experiments.md, "Is the difference real?".
 """
 
 import argparse
@@ -188,10 +174,6 @@ def load(repo: Path, selected: list[str], scope: list[str] | None = None) -> lis
             same.name += f"={name}"
         else:
             runs.append(run)
-    if len(runs) < 2:
-        raise InputError(
-            f"{len(runs)} evaluated run(s) to compare; name two or more, or run experiments first"
-        )
     answers = {}
     for run in list(runs):
         try:
@@ -285,9 +267,7 @@ def delta_m(groups: list[list[Run]], labels: list[str]) -> list[dict]:
     averaged over the seeds with a 95% t interval. Groups without both baselines are left out."""
     out = []
     for group, name in zip(groups, labels, strict=True):
-        first = group[0]
-        if any(first.params.get(key) == 0 for key in ZEROED_FOR.values()):
-            continue  # a baseline itself
+        first = group[0]  # a baseline itself has no baselines: both weights 0 is refused
         baselines = {}
         for task, zeroed in ZEROED_FOR.items():
             want = first.setting | {zeroed: 0.0}

@@ -1,17 +1,7 @@
-"""Data-parallel training with PyTorch's own distributed runtime and launcher.
-
-A training stage runs either as one plain process or under PyTorch's launcher (``torchrun``,
-i.e. ``python -m torch.distributed.run``), on one machine or several. The launcher tells each
-process who it is through ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`init_world` joins
-the process group (``gloo`` on CPUs, ``nccl`` on CUDA GPUs, one GPU per process) and returns a
-:class:`World`, which the training loop asks for the few things that differ: its share of each
-batch, sums over all processes, and who writes the outputs (rank 0 alone).
-
-One plain process is ``World()``: size 1, no process group, and the loop does exactly what it
-did before distributed training existed (same floats, same checkpoint bytes).
-
-``train.processes`` above 1 makes the stage start itself under the launcher on this machine
-(:func:`relaunch`), so ``dvc exp run -S train.processes=2`` needs nothing else.
+"""Data-parallel training with PyTorch's own distributed runtime and launcher (torchrun):
+:func:`init_world` joins the launcher's process group (``gloo`` on CPUs, ``nccl`` on GPUs) and
+returns the :class:`World` the training loop asks for its share of each batch and for sums; one
+plain process is ``World()``, with the loop's floats unchanged. docs/distributed.md has the rest.
 """
 
 import logging
@@ -121,10 +111,7 @@ def device_for(device: torch.device) -> torch.device:
 
 def init_world(device: torch.device) -> World:
     """Join the launcher's process group, or ``World()`` when there is no launcher."""
-    if not launched():
-        return ONE_PROCESS
-    size = int(os.environ["WORLD_SIZE"])
-    if size == 1:
+    if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
         return ONE_PROCESS
     if device.type == "cuda":
         torch.cuda.set_device(device)

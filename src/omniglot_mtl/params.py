@@ -292,10 +292,8 @@ class Params:
     def validate_registered(self) -> None:
         """What backbones.py and weighting.py define, checked by the classes themselves.
 
-        The names are the registries' own, imported. That imports torch, which costs the params
-        check about 2 s (``time python stages/check_params.py``: 2.0-2.1 s, against 0.1 s when
-        it read the decorators from the files' source, a second reading of each registry). A
-        backbone is built on torch's meta device, which allocates nothing, so that its
+        The names are the registries' own, imported (torch's import costs the check about 2 s).
+        A backbone is built on torch's meta device, which allocates nothing, so that its
         constructor refuses an image size it cannot take; each method given in ``loss`` is built
         with its hyperparameters; the device must be one this machine has.
         """
@@ -361,6 +359,8 @@ def from_dict(cls, raw, key: str):
     names = {f.name for f in dataclasses.fields(cls)}
     if cls is Loss:  # a method's own section, loss.<method>: kept as given, checked by validate_registered
         raw = dict(raw)
+        if "methods" in raw:  # the field that holds those sections, not a key of params.yaml
+            raise ParamError(_join(key, "methods"), "unknown key; a method's settings go in loss.<method>")
         raw["methods"] = {k: raw.pop(k) for k in list(raw) if k not in names and isinstance(raw[k], dict)}
     unknown = sorted(set(raw) - names)
     if unknown:
