@@ -4,7 +4,7 @@ data/packed + data/index -> models/<kind>.pt, metrics/train_<kind>/
     python stages/train.py multi_input|multi_output
 
 The same command runs under ``torchrun`` (one process per share of each batch, on one machine or
-several); with ``train.processes`` above 1 it starts itself under PyTorch's launcher.
+several): docs/distributed.md.
 """
 
 import resource
@@ -30,15 +30,12 @@ def declared_params(stage: str) -> tuple[str, ...]:
 def main() -> None:
     params = load_params(registries=False)  # checked by check_params
     cap_instruction_sets(params.cpu.portable)  # before torch is imported, here:
-    from omniglot_mtl import distributed
     from omniglot_mtl.models import MODEL_KINDS
     from omniglot_mtl.train import train_model
 
     if len(sys.argv) != 2 or sys.argv[1] not in MODEL_KINDS:
         sys.exit(f"usage: python stages/train.py {'|'.join(MODEL_KINDS)}")
     kind = sys.argv[1]
-    if params.train.processes > 1 and not distributed.launched():
-        sys.exit(distributed.relaunch(params.train.processes))
     result = train_model(
         params,
         kind,

@@ -657,7 +657,7 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr == (
         "error: recipes/typo.yaml: train.epoch: unknown key; did you mean epochs? (known: augment, "
-        "batch_size, epochs, label_smoothing, lr, optimizer, precision, processes, schedule, threads, "
+        "batch_size, epochs, label_smoothing, lr, optimizer, precision, schedule, threads, "
         "warmup_epochs, weight_decay)\n"
     )
     assert exp_rows(repo) == before
@@ -673,38 +673,9 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
     )
 
 
-def test_two_training_processes_are_one_param_and_train_what_one_process_does(workspace):
-    """docs/distributed.md: the training stages start themselves under torchrun, rank 0 alone
-    speaks and writes, and the same global batch split over two processes trains the model one
-    process trains, up to the order of floating-point sums (the seed network: no batch norm)."""
+def test_sharing_advice_queues_one_run_per_value(workspace):
+    """docs/distributed.md, "Sharing a machine": one thread per training run, runs queued."""
     repo = workspace
-    one = {
-        k: torch.load(repo / "models" / f"{k}.pt", weights_only=True) for k in ("multi_input", "multi_output")
-    }
-    one_metrics = json.loads((repo / "metrics" / "train_multi_output" / "metrics.json").read_text())
-    out = dvc(repo, *documented("dvc exp run -S train.processes=2")[1:]).stdout
-    assert ran(out) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
-    summaries = [line for line in out.splitlines() if line.startswith(("multi_input: ", "multi_output: "))]
-    assert len(summaries) == 2, out  # one line per stage, from rank 0
-    assert all(
-        line.endswith(" MB per process") and " images/s over 2 processes" in line for line in summaries
-    )
-    assert sorted(p.name for p in (repo / "models").iterdir()) == [
-        ".gitignore",
-        "multi_input.machine.json",
-        "multi_input.pt",
-        "multi_output.machine.json",
-        "multi_output.pt",
-    ]
-    for kind, reference in one.items():
-        two = torch.load(repo / "models" / f"{kind}.pt", weights_only=True)
-        assert two["environment"]["processes"] == 2 and two["params"]["train"]["processes"] == 2
-        for key, value in reference["state_dict"].items():
-            torch.testing.assert_close(two["state_dict"][key], value, rtol=1e-3, atol=1e-4)
-    two_metrics = json.loads((repo / "metrics" / "train_multi_output" / "metrics.json").read_text())
-    for task, acc in one_metrics["best_val_accuracy"].items():
-        assert abs(two_metrics["best_val_accuracy"][task] - acc) <= 1 / 12  # one of 12 val images
-    # The sharing advice: one thread per training process, queued (not started here).
     dvc(repo, *documented("dvc exp run --queue -S train.threads=1 -S loss.char_weight=0.5,2")[1:])
     assert dvc(repo, "queue", "status").stdout.count("Queued") == 2
     dvc(repo, "queue", "remove", "--queued")

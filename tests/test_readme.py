@@ -95,10 +95,6 @@ RUN_BY = {
         "by hand: the recipe on a real set as on a CPU without bf16 (18 min); figures in docs/results.md",
         None,
     ),
-    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --set train.processes=2": (
-        REAL_DATA,
-        None,
-    ),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --vs-notebook": (
         REAL_DATA,
         None,

@@ -4,9 +4,7 @@ returns the :class:`World` the training loop asks for its share of each batch an
 plain process is ``World()``, with the loop's floats unchanged. docs/distributed.md has the rest.
 """
 
-import logging
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -104,7 +102,7 @@ def device_for(device: torch.device) -> torch.device:
     if local_processes > count:  # every process says so, so that local rank 0 reports it
         raise InputError(
             f"{local_processes} processes on this machine but {count} GPU(s): one GPU per "
-            f"process; start at most {count} (train.processes, or torchrun --nproc-per-node)"
+            f"process; start at most {count} (torchrun --nproc-per-node)"
         )
     return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
 
@@ -126,11 +124,11 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
-def threads_per_process(setting: int | str, processes: int | None = None, portable: bool = False) -> int:
+def threads_per_process(setting: int | str, portable: bool = False) -> int:
     """Intra-op threads for each training process: ``train.threads``, or for ``auto`` the CPUs
-    this process may run on, divided among the ``processes`` on this machine (by default those
-    the launcher started, ``LOCAL_WORLD_SIZE``); under ``cpu.portable``, ``PORTABLE_THREADS``
-    in place of the CPUs, the same on every machine.
+    this process may run on, divided among the training processes the launcher started on this
+    machine (``LOCAL_WORLD_SIZE``); under ``cpu.portable``, ``PORTABLE_THREADS`` in place of the
+    CPUs, the same on every machine.
 
     ``auto`` is a fixed number for a given machine, never a guess from its current load: the
     thread count changes how reductions are split, and so the checkpoint's bytes (measured:
@@ -139,33 +137,5 @@ def threads_per_process(setting: int | str, processes: int | None = None, portab
     """
     if setting != "auto":
         return int(setting)
-    processes = processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, (PORTABLE_THREADS if portable else usable_cpus()) // processes)
-
-
-def relaunch(processes: int) -> int:
-    """Run this very command again as ``processes`` processes under PyTorch's launcher on this
-    machine (``torchrun --standalone``, which picks a free port, so that two such runs under
-    ``dvc queue start -j 2`` do not collide); returns 0, or 1 if any process failed.
-
-    Each process sets its own thread count (:func:`threads_per_process`). A failed process has
-    already said what went wrong in one line; the launcher's own page about it is not printed.
-    That is why this calls the launcher's ``run`` rather than ``torchrun`` as a command: after a
-    child's one line, the command prints 40 more (its agent's error log and a traceback; two
-    processes, one exiting 1), and the one-line promise (tests/test_distributed.py) would break.
-    """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
-
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("torch.distributed.elastic"):  # each sets its own level
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-
-    # Set, so that the launcher does not print its advice about it; each process then sets
-    # its own count from train.threads.
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_process("auto", processes)))
-    try:
-        run(parse_args(["--standalone", f"--nproc-per-node={processes}", *sys.argv]))
-    except ChildFailedError:
-        return 1
-    return 0

@@ -32,7 +32,7 @@ MAX_SEED = 2**64 - 1
 IMAGE_SIZES = (8, 256)
 MAX_INDEX_BYTES = 8 * 2**30  # the synthetic set decoded (both official sets at 256 px: 2 GiB)
 MAX_WEIGHT = 1e6  # a static loss weight
-# Processes and threads: more than any one machine's cores. torch.set_num_threads overflows past
+# Threads: more than any one machine's cores. torch.set_num_threads overflows past
 # 2^31, and 100,000 threads crashed the process at exit.
 MAX_WORKERS = 1024
 
@@ -172,8 +172,6 @@ class Train:
     warmup_epochs: float = 0.0  # cosine only
     label_smoothing: float = 0.0
     augment: Augment = field(default_factory=Augment)
-    # Processes on this machine (DistributedDataParallel); under torchrun the launcher decides.
-    processes: int = 1
     threads: int | str = "auto"  # intra-op threads per process: auto or a number
 
     def validate(self, key: str) -> None:
@@ -206,14 +204,6 @@ class Train:
         if not 0 <= self.label_smoothing < 1:
             raise ParamError(f"{key}.label_smoothing", f"must be in [0, 1), got {self.label_smoothing:g}")
         self.augment.validate(f"{key}.augment")
-        if not 1 <= self.processes <= MAX_WORKERS:
-            raise ParamError(f"{key}.processes", f"must be between 1 and {MAX_WORKERS}, got {self.processes}")
-        if self.batch_size % self.processes:
-            raise ParamError(
-                f"{key}.batch_size",
-                f"{self.batch_size} is not a multiple of {key}.processes ({self.processes}); "
-                "each process takes an equal share of a batch",
-            )
         if self.threads != "auto" and not (
             isinstance(self.threads, int) and 1 <= self.threads <= MAX_WORKERS
         ):

@@ -180,10 +180,10 @@ def fit(
             f"processes ({world.size}); each process takes an equal share of a batch"
         )
     device = train.images.device
-    capturable = device.type == "cuda" and world.size == 1 and not weighting.needs_losses_after_step
-    if capture and not capturable:
+    can_capture = device.type == "cuda" and world.size == 1 and not weighting.needs_losses_after_step
+    if capture and not can_capture:
         raise ValueError("capture: needs one process on a CUDA device, and no loss weighting's after_step")
-    capture = capturable if capture is None else capture
+    capture = can_capture if capture is None else capture
     net = world.wrap(model, device)
     weighting.sync = world.mean if world.size > 1 else None
     # Capturable on every GPU, so that a step computes the same bytes captured or not.
