@@ -1,0 +1,117 @@
+"""Accuracy against training compute: both models of a recipe trained in this process, as the
+pipeline trains them, with the training FLOPs and seconds each one took.
+
+    python benchmarks/speedrun.py DATA_DIR [--recipe recipes/convnet.yaml] [--set KEY=VALUE ...]
+                                           [--seeds 0 1 2] [--test] [--portable]
+
+DATA_DIR is one set in Omniglot layout (e.g. ../shared/omniglot/images_background). Per seed,
+the multi-input and the multi-output model are trained on drawers 1-14, their best epoch chosen
+on drawers 15-17, and their validation accuracies printed; with --test, the test drawers'
+(18-20) too: read them once per recipe you report, never to choose one. The FLOPs are counted
+by torch's FlopCounterMode on one training step (forward and backward, the matrix products and
+convolutions), times the images trained on. --portable caps the instruction sets at AVX2, as
+``cpu.portable: true`` does: the bytes of an AVX2-only CPU, not its speed. Prints a line per
+model and seed, and a JSON line.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+if "--portable" in sys.argv:  # before torch is imported
+    from omniglot_mtl.environment import cap_instruction_sets
+
+    cap_instruction_sets(True)
+
+import torch
+from common import ROOT, decoded_splits, machine, study_params  # benchmarks/common.py
+from torch.utils.flop_counter import FlopCounterMode
+
+from omniglot_mtl.inference import accuracy
+from omniglot_mtl.models import ModelConfig, build_model
+from omniglot_mtl.params import as_dict
+from omniglot_mtl.tasks import CHARACTER
+from omniglot_mtl.training import OneTask, fit
+from omniglot_mtl.weighting import make_weighting
+
+
+def step_flops(model: torch.nn.Module, split, batch_size: int) -> float:
+    """FLOPs of one training step's forward and backward pass, per image."""
+    batch = split.batch(torch.arange(batch_size))
+    with FlopCounterMode(display=False) as counter:
+        out = model(*(batch[k] for k in model.inputs))
+        sum(v.float().sum() for v in out.values()).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch_size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "convnet.yaml")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param over the recipe")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--models", nargs="+", default=["multi_input", "multi_output"])
+    ap.add_argument("--test", action="store_true", help="score the test drawers too")
+    ap.add_argument("--portable", action="store_true", help="cap the instruction sets at AVX2")
+    args = ap.parse_args()
+
+    data_dir = args.data_dir.resolve()
+    overrides = ["data.source=folder", f"data.folder={data_dir}", *args.set]
+    params = study_params(overrides, args.recipe)
+    threads = int(params.train.threads) if params.train.threads != "auto" else len(os.sched_getaffinity(0))
+    torch.set_num_threads(2 if args.portable else threads)
+    start = time.perf_counter()
+    data, alphabets, characters = decoded_splits(data_dir, params)
+    print(f"decoded in {time.perf_counter() - start:.0f} s; {machine()}", flush=True)
+    rows = []
+    for seed in args.seeds:
+        for kind in args.models:
+            torch.manual_seed(seed)
+            config = ModelConfig(
+                kind, len(alphabets), len(characters), params.data.image_size, params.model.backbone
+            )
+            model = build_model(config)
+            if kind == "multi_output":
+                loss = params.loss
+                weighting = make_weighting(
+                    loss.weights, loss.method, loss.normalize, loss.methods.get(loss.method)
+                )
+            else:
+                weighting = OneTask(CHARACTER)
+            flops = step_flops(model, data["train"], params.train.batch_size)
+            torch.manual_seed(seed)  # the counted step drew nothing, but the init is redone anyway
+            model = build_model(config)
+            start = time.perf_counter()
+            result = fit(model, weighting, data["train"], data["val"], params.train, seed)
+            seconds = time.perf_counter() - start
+            row = {
+                "seed": seed,
+                "model": kind,
+                "train_tflop": round(flops * len(data["train"]) * params.train.epochs / 1e12, 2),
+                "fit_s": round(seconds, 1),
+                "images_per_s": round(result.images_per_s),
+                "best_epoch": result.best_epoch,
+                "val": {t: round(v, 4) for t, v in result.best_val.items()},
+            }
+            if args.test:
+                model.load_state_dict(result.best_state)
+                test = accuracy(model, data["test"], params.train.precision)
+                row["test"] = {t: round(v, 4) for t, v in test.items()}
+            rows.append(row)
+            scores = " ".join(
+                f"{split} {t} {v:.2%}" for split in ("val", "test") for t, v in row.get(split, {}).items()
+            )
+            print(
+                f"seed {seed} {kind:12} {row['train_tflop']:6.2f} TFLOP {seconds:6.1f} s "
+                f"{row['images_per_s']:5d} img/s  best epoch {result.best_epoch}  {scores}",
+                flush=True,
+            )
+    print(json.dumps({"params": as_dict(params), "rows": rows, "machine": machine()}))
+
+
+if __name__ == "__main__":
+    main()
