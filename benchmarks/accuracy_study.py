@@ -13,7 +13,7 @@ With --sheet, it also draws the character pairs confused most across alphabets i
 row, five training drawings of the true character, then five of the one predicted instead.
 
 trials: DATA_DIR is one set in Omniglot layout (e.g. ../shared/omniglot/images_background). The
-multi-output model is trained in this process with the convnet recipe (recipes/convnet.yaml,
+multi-output model is trained in this process with the 40-epoch recipe (recipes/convnet-long.yaml,
 then any --set, values in YAML), once per seed, on drawers 1-14 with the best epoch chosen on
 15-17 (as the pipeline does), and scored on drawers 18-20: alone (each head's argmax, as
 `metrics/evaluate.json` reports it); via characters (the alphabet whose characters'
@@ -124,9 +124,9 @@ def scores(lp: dict[str, torch.Tensor], test: PackedSplit, to_alphabet: torch.Te
 
 def trials(args: argparse.Namespace) -> None:
     data_dir = args.data_dir.resolve()
-    # The convnet recipe, with the data source the JSON line should name and any --set.
+    # The 40-epoch recipe, with the data source the JSON line should name and any --set.
     overrides = ["data.source=folder", f"data.folder={data_dir}", *args.set]
-    params = study_params(overrides, ROOT / "recipes" / "convnet.yaml")
+    params = study_params(overrides, ROOT / "recipes" / "convnet-long.yaml")
     data, to_alphabet, n_alpha, n_char = splits(data_dir, params)
     test, rows, sums = data["test"], [], {1: None, args.views: None}
     for seed in args.seeds:

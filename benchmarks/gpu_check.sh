@@ -6,7 +6,7 @@
 # DATA_DIR is one set in Omniglot layout (e.g. images_background). Prints, and appends to
 # benchmarks/results/gpu.txt: the CUDA tests; in a scratch copy of this project, the pipeline
 # from nothing with device: auto and a no-op rerun; two forced reruns of the training stages
-# (the checkpoints' md5), and two more with cuda.deterministic: false; the convnet recipe
+# (the checkpoints' md5), and two more with cuda.deterministic: false; the 40-epoch convnet recipe
 # (train.precision: auto must choose bf16); then our loop against the notebook's at batch 32.
 set -u
 data=$(realpath "$1")
@@ -59,7 +59,7 @@ done
 set_params cuda.deterministic=true
 python - <<'EOF'  # the recipe's values, as omniglot-mtl-recipe would set them
 import yaml
-params, recipe = yaml.safe_load(open("params.yaml")), yaml.safe_load(open("recipes/convnet.yaml"))
+params, recipe = yaml.safe_load(open("params.yaml")), yaml.safe_load(open("recipes/convnet-long.yaml"))
 def merge(into, values):
     for key, value in values.items():
         if isinstance(value, dict):
@@ -69,7 +69,7 @@ def merge(into, values):
 merge(params, recipe)
 yaml.safe_dump(params, open("params.yaml", "w"), sort_keys=False)
 EOF
-timed "the convnet recipe" dvc repro
+timed "the 40-epoch convnet recipe" dvc repro
 cat metrics/evaluate.json | tee -a "$results"
 python -c "import torch; print('recipe precision:', torch.load('models/multi_output.pt')['precision'])" | tee -a "$results"
 

@@ -2,21 +2,23 @@
 pipeline trains them, with the training FLOPs and seconds each one took.
 
     python benchmarks/speedrun.py DATA_DIR [--recipe recipes/convnet.yaml] [--set KEY=VALUE ...]
-                                           [--seeds 0 1 2] [--test] [--portable]
+                                  [--seeds 0 1 2] [--models multi_input multi_output]
+                                  [--test] [--portable]
 
-DATA_DIR is one set in Omniglot layout (e.g. ../shared/omniglot/images_background). Per seed,
-the multi-input and the multi-output model are trained on drawers 1-14, their best epoch chosen
-on drawers 15-17, and their validation accuracies printed; with --test, the test drawers'
-(18-20) too: read them once per recipe you report, never to choose one. The FLOPs are counted
-by torch's FlopCounterMode on one training step (forward and backward, the matrix products and
-convolutions), times the images trained on. --portable caps the instruction sets at AVX2, as
-``cpu.portable: true`` does: the bytes of an AVX2-only CPU, not its speed. Prints a line per
-model and seed, and a JSON line.
+DATA_DIR is one set in Omniglot layout (e.g. ../shared/omniglot/images_background). Per seed
+(``--seeds``, in place of the ``seed`` param), the models are trained on drawers 1-14, their best
+epoch chosen on drawers 15-17, and their validation accuracies printed; with --test, the test
+drawers' (18-20) too: read them once per recipe you report, never to choose one. The FLOPs are
+counted by torch's FlopCounterMode on one training step (forward and backward: the matrix
+products and convolutions; FAMO's second forward pass is not counted), times the images
+trained on. The seconds are ``fit``'s, validation each epoch included. Threads follow
+``train.threads`` and this machine; --portable caps the instruction sets at AVX2 and the
+threads at 2, as ``cpu.portable: true`` does (whatever the recipe says): an AVX2-only CPU's
+bytes, not its speed. Prints a line per model and seed, and a JSON line.
 """
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ import torch
 from common import ROOT, decoded_splits, machine, study_params  # benchmarks/common.py
 from torch.utils.flop_counter import FlopCounterMode
 
+from omniglot_mtl.distributed import threads_per_process
 from omniglot_mtl.inference import accuracy
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.params import as_dict
@@ -62,8 +65,7 @@ def main() -> None:
     data_dir = args.data_dir.resolve()
     overrides = ["data.source=folder", f"data.folder={data_dir}", *args.set]
     params = study_params(overrides, args.recipe)
-    threads = int(params.train.threads) if params.train.threads != "auto" else len(os.sched_getaffinity(0))
-    torch.set_num_threads(2 if args.portable else threads)
+    torch.set_num_threads(threads_per_process(params.train.threads, portable=args.portable))
     start = time.perf_counter()
     data, alphabets, characters = decoded_splits(data_dir, params)
     print(f"decoded in {time.perf_counter() - start:.0f} s; {machine()}", flush=True)
@@ -83,7 +85,7 @@ def main() -> None:
             else:
                 weighting = OneTask(CHARACTER)
             flops = step_flops(model, data["train"], params.train.batch_size)
-            torch.manual_seed(seed)  # the counted step drew nothing, but the init is redone anyway
+            torch.manual_seed(seed)  # the counted step moved batch norm's running statistics
             model = build_model(config)
             start = time.perf_counter()
             result = fit(model, weighting, data["train"], data["val"], params.train, seed)

@@ -621,7 +621,7 @@ def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(worksp
     )
     shown = run.stdout.splitlines()[0]  # the DVC command it runs, first
     assert shown.startswith(
-        "$ dvc exp run -S model.backbone=convnet -S data.image_size=32 -S train.epochs=40 "
+        "$ dvc exp run -S model.backbone=convnet -S data.image_size=32 -S train.epochs=8 "
     )
     assert shown.endswith(
         " -S train.augment.shift=0.06 -S cpu.portable=false -n convnet-1-epoch -S train.epochs=1"

@@ -47,10 +47,15 @@ RUN_BY = {
     ),
     # The recipe on a real set: minutes each (a one-epoch run of it is tested).
     "omniglot-mtl-recipe recipes/convnet.yaml -n convnet": (
-        "by hand: benchmarks/pipeline_time.py --recipe runs it on a fresh clone of a real set (9 minutes)",
+        "by hand: benchmarks/pipeline_time.py --recipe runs it on a fresh clone of a real set (5 minutes)",
         None,
     ),
-    "omniglot-mtl-recipe recipes/convnet.yaml -n convnet-fp32 -S train.precision=fp32": (REAL_DATA, None),
+    "omniglot-mtl-recipe recipes/convnet-long.yaml -n convnet-fp32 -S train.precision=fp32": (
+        REAL_DATA,
+        None,
+    ),
+    "omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=0,1,2": (REAL_DATA, None),
+    "omniglot-mtl-recipe recipes/convnet-long.yaml --queue -S seed=0,1": (REAL_DATA, None),
     "dvc exp run -n famo -S loss.method=famo": (REAL_DATA, None),
     'dvc exp apply convnet && git add -A && git commit -m "convnet recipe"': (REAL_DATA, None),
     "dvc exp run --queue -S loss.char_weight=0.25,1,4 -S loss.method=static,uncertainty,dwa": (
@@ -65,16 +70,25 @@ RUN_BY = {
     ),
     # The benchmarks, on a real set.
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background": (REAL_DATA, None),
-    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml": (
+    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --recipe FILE": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background "
+    "--recipe recipes/convnet-long.yaml": (
         REAL_DATA,
         None,
     ),
     "python benchmarks/cpu_study.py isa ../shared/omniglot/images_background": (REAL_DATA, None),
+    "python benchmarks/speedrun.py ../shared/omniglot/images_background --set train.epochs=16": (
+        REAL_DATA,
+        None,
+    ),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --vary loss.char_weight=1,2": (
         REAL_DATA,
         None,
     ),
-    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml "
+    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --recipe recipes/convnet-long.yaml "
     "--vary loss.method=static,famo": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background -S cpu.portable=false "
     "--vary train.precision=fp32,bf16": (REAL_DATA, None),
@@ -91,8 +105,9 @@ RUN_BY = {
     "make bench DATA=path/to/images_background": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
     "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/pipeline_time.py "
-    "../shared/omniglot/images_background --recipe recipes/convnet.yaml": (
-        "by hand: the recipe on a real set as on a CPU without bf16 (18 min); figures in docs/results.md",
+    "../shared/omniglot/images_background --recipe recipes/convnet-long.yaml": (
+        "by hand: the 40-epoch recipe on a real set as on a CPU without bf16 (14 min); "
+        "figures in docs/results.md",
         None,
     ),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --vs-notebook": (
