@@ -40,8 +40,8 @@ from omniglot_mtl.inference import character_alphabet, predict
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.packed import PackedSplit, load_split
 from omniglot_mtl.params import Params, as_dict
+from omniglot_mtl.train import loss_weighting
 from omniglot_mtl.training import fit
-from omniglot_mtl.weighting import make_weighting
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -132,9 +132,10 @@ def trials(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         torch.manual_seed(seed)
         model = build_model(ModelConfig("multi_output", n_alpha, n_char, params.data.image_size, "convnet"))
-        weighting = make_weighting(params.loss.weights, params.loss.method, params.loss.normalize)
         start = time.perf_counter()
-        result = fit(model, weighting, data["train"], data["val"], params.train, seed)
+        result = fit(
+            model, loss_weighting(params, "multi_output"), data["train"], data["val"], params.train, seed
+        )
         seconds = time.perf_counter() - start
         model.load_state_dict(result.best_state)
         run = {"best_epoch": result.best_epoch, "train_s": round(seconds)}

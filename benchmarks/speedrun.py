@@ -36,9 +36,8 @@ from omniglot_mtl.distributed import threads_per_process
 from omniglot_mtl.inference import accuracy
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.params import as_dict
-from omniglot_mtl.tasks import CHARACTER
-from omniglot_mtl.training import OneTask, fit
-from omniglot_mtl.weighting import make_weighting
+from omniglot_mtl.train import loss_weighting
+from omniglot_mtl.training import fit
 
 
 def step_flops(model: torch.nn.Module, split, batch_size: int) -> float:
@@ -69,31 +68,29 @@ def main() -> None:
     start = time.perf_counter()
     data, alphabets, characters = decoded_splits(data_dir, params)
     print(f"decoded in {time.perf_counter() - start:.0f} s; {machine()}", flush=True)
+    configs = {
+        kind: ModelConfig(
+            kind, len(alphabets), len(characters), params.data.image_size, params.model.backbone
+        )
+        for kind in args.models
+    }
+    # Counted on a model of their own: the counted step moves batch norm's running statistics.
+    flops = {
+        kind: step_flops(build_model(c), data["train"], params.train.batch_size)
+        for kind, c in configs.items()
+    }
     rows = []
     for seed in args.seeds:
-        for kind in args.models:
+        for kind, config in configs.items():
             torch.manual_seed(seed)
-            config = ModelConfig(
-                kind, len(alphabets), len(characters), params.data.image_size, params.model.backbone
-            )
-            model = build_model(config)
-            if kind == "multi_output":
-                loss = params.loss
-                weighting = make_weighting(
-                    loss.weights, loss.method, loss.normalize, loss.methods.get(loss.method)
-                )
-            else:
-                weighting = OneTask(CHARACTER)
-            flops = step_flops(model, data["train"], params.train.batch_size)
-            torch.manual_seed(seed)  # the counted step moved batch norm's running statistics
             model = build_model(config)
             start = time.perf_counter()
-            result = fit(model, weighting, data["train"], data["val"], params.train, seed)
+            result = fit(model, loss_weighting(params, kind), data["train"], data["val"], params.train, seed)
             seconds = time.perf_counter() - start
             row = {
                 "seed": seed,
                 "model": kind,
-                "train_tflop": round(flops * len(data["train"]) * params.train.epochs / 1e12, 2),
+                "train_tflop": round(flops[kind] * len(data["train"]) * params.train.epochs / 1e12, 2),
                 "fit_s": round(seconds, 1),
                 "images_per_s": round(result.images_per_s),
                 "best_epoch": result.best_epoch,

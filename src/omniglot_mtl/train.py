@@ -2,6 +2,7 @@
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from dvclive import Live
@@ -20,6 +21,9 @@ from .packed import load_split
 from .params import Params, as_dict
 from .tasks import ALPHABET, CHARACTER
 from .training import FitResult, OneTask, fit
+
+if TYPE_CHECKING:
+    from .weighting import LossWeighting
 
 
 def train_model(
@@ -72,15 +76,7 @@ def _train(
         backbone=params.model.backbone,
     )
     model = build_model(config).to(device)
-    if kind == "multi_output":
-        # Here only: the multi-input stage does not depend on the weighting methods (dvc.yaml).
-        from .weighting import make_weighting
-
-        loss = params.loss
-        weighting = make_weighting(loss.weights, loss.method, loss.normalize, loss.methods.get(loss.method))
-    else:
-        weighting = OneTask(CHARACTER)
-    weighting.to(device)
+    weighting = loss_weighting(params, kind).to(device)
 
     if not world.main:  # the other processes train and write nothing
         return fit(model, weighting, train, val, cfg, params.seed, world=world)
@@ -122,6 +118,18 @@ def _train(
         )
     write_machine_note(model_path)
     return result
+
+
+def loss_weighting(params: Params, kind: str) -> "LossWeighting | OneTask":
+    """The ``kind`` model's loss: ``params.loss``'s weighting for the multi-output model, its one
+    task for the multi-input model."""
+    if kind != "multi_output":
+        return OneTask(CHARACTER)
+    # Here only: the multi-input stage does not depend on the weighting methods (dvc.yaml).
+    from .weighting import make_weighting
+
+    loss = params.loss
+    return make_weighting(loss.weights, loss.method, loss.normalize, loss.methods.get(loss.method))
 
 
 def _live(folder: Path) -> Live:
