@@ -47,6 +47,7 @@ def test_as_dict_round_trips_through_yaml():
         ("train: {lr: -1}", "train.lr: must be > 0, got -1"),
         ("train: {epochs: ten}", "train.epochs: must be an integer, got 'ten'"),
         ("train: {batch_size: true}", "train.batch_size: must be an integer, got True"),
+        ("trian: {epochs: 2}", "trian: unknown key; did you mean train? (known: cpu, cuda, data, device, "),
         ("loss: {char_wieght: 2}", "loss.char_wieght: unknown key; did you mean char_weight? (known: "),
         ("loss: {methods: {dwa: {temperature: 3}}}", "loss.methods: unknown key; a method's settings go in"),
         ("loss: {method: magic}", "loss.method: must be one of ['static', "),  # the registered methods

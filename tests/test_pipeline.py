@@ -238,6 +238,23 @@ def test_experiment_workflow(workspace):
     assert {json.dumps(r["metrics"]["multi_input"]) for r in rows} == {json.dumps(baseline["multi_input"])}
     exp_name = next(r["name"] for r in rows if r["params"]["loss"]["char_weight"] == 2.0)
     assert exp_name == "char-weight-2"
+    # Each checkpoint records exactly the params sections its stage declares, as params.yaml
+    # holds them: had the multi-input checkpoint recorded ``loss`` too, the one left in place
+    # here would say char_weight 1.0 beside a params.yaml that says 2 (and so would one DVC
+    # restores from its run cache).
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for kind in ("multi_input", "multi_output"):
+        sections = sorted(stages[f"train_{kind}"]["params"])
+        assert ("loss" in sections) == (kind == "multi_output")
+        recorded = torch.load(repo / "models" / f"{kind}.pt", weights_only=True)["params"]
+        assert sorted(recorded) == sections
+        for name in sections:
+            expected = params[name]
+            if isinstance(expected, dict):  # the checkpoint holds every key, defaults included
+                assert {k: recorded[name][k] for k in expected} == expected, (kind, name)
+            else:
+                assert recorded[name] == expected, (kind, name)
     shown = dvc(repo, *documented("dvc exp show")[1:], env={"COLUMNS": "1000"}).stdout
     assert "char-weight-2" in shown and "main" in shown
     # README's comparison, as written: one row per changed metric, both revisions named.
@@ -375,8 +392,13 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
     assert status.count("Success") == 4, status
     done = [line.split()[1] for line in status.splitlines() if " Success" in line]
     logs = [dvc(repo, *documented("dvc queue logs <name>", {"<name>": name})[1:]).stdout for name in done]
-    # Three trained; the one of the commit's own params found every stage unchanged.
+    # Three trained; the one of the commit's own params found every stage unchanged. ``seed`` is
+    # training's: seed 1 trained the multi-input model once (its second run restored it from
+    # DVC's run cache) and left the data alone.
     assert sum("Running stage 'train_multi_output'" in log for log in logs) == 3
+    assert sum("Running stage 'train_multi_input'" in log for log in logs) == 1
+    assert sum("Stage 'train_multi_input' is cached" in log for log in logs) == 1
+    assert not any("Running stage 'index'" in log for log in logs)
     dvc(repo, *documented("dvc queue remove --failed")[1:])  # the clean-up after a failure; none here
     rows = exp_rows(repo)
     settings = [(float(r["params"]["loss"]["char_weight"]), r["params"]["seed"]) for r in rows]
@@ -471,22 +493,11 @@ def test_bad_params_fail_before_any_output_is_deleted(workspace):
     before = output_hashes(repo)
     assert len(before) == 18
     committed = yaml.safe_load((repo / "params.yaml").read_text())
-    renamed = {("trian" if k == "train" else k): v for k, v in committed.items()}
     cases = [
         (
             ["repro"],
             committed | {"train": committed["train"] | {"epochs": 0}},
             "train.epochs: must be >= 1, got 0",
-        ),
-        (
-            ["repro"],
-            renamed,
-            "trian: unknown key; did you mean train? (known: cpu, cuda, data, device, loss, model, ",
-        ),
-        (
-            ["repro"],
-            committed | {"loss": committed["loss"] | {"char_wieght": 2}},
-            "loss.char_wieght: unknown key; did you mean char_weight? (known: alpha_weight, char_weight, ",
         ),
         # Params only the data can refute (TINY's synthetic set has drawers 1..6).
         (
@@ -501,19 +512,17 @@ def test_bad_params_fail_before_any_output_is_deleted(workspace):
             "data.split: val and test take every drawer; none is left to train",
         ),
         (documented("dvc exp run -S train.epochs=0")[1:], None, "train.epochs: must be >= 1, got 0"),
-        (["exp", "run", "-S", "+loss.char_wieght=2"], None, "loss.char_wieght: unknown key"),
+        (
+            ["exp", "run", "-S", "+loss.char_wieght=2"],
+            None,
+            "loss.char_wieght: unknown key; did you mean char_weight?",
+        ),
         (
             ["exp", "run", "-S", "model.backbone=convnett"],
             None,
             "model.backbone: must be one of ['seed', ",
         ),
-        # Values at the edge of what their consumers take (tests/test_fuzz.py tries every key):
-        # numpy's allocation for the index, and a weighting method's own hyperparameter.
-        (
-            ["repro"],
-            committed | {"data": committed["data"] | {"image_size": 20000}},
-            "data.image_size: must be between 8 and 256, got 20000",
-        ),
+        # A weighting method's own hyperparameter, checked by the method.
         (
             documented("dvc exp run -S loss.dwa.temperature=0")[1:],
             None,
@@ -539,39 +548,6 @@ def test_bad_params_fail_before_any_output_is_deleted(workspace):
     assert "Data and pipelines are up to date." in dvc(repo, *documented("dvc status")[1:]).stdout
     dvc(repo, *documented("dvc checkout")[1:])  # nothing to restore: every output is in place
     assert output_hashes(repo) == before
-
-
-def test_a_checkpoint_restored_from_the_run_cache_records_the_params_in_params_yaml(workspace):
-    """Each checkpoint records exactly the params sections its stage declares. Had the
-    multi-input checkpoint recorded ``loss`` too, the restore below would bring back
-    char_weight 1.0 (from the run that made it) beside a params.yaml that says 4. On the way:
-    ``seed`` is training's, so a new seed retrains both models and leaves the data alone."""
-    repo = workspace
-    first = dvc(repo, "exp", "run", "-S", "seed=1", "-S", "loss.char_weight=4").stdout
-    assert ran(first) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    committed = yaml.safe_load(git(repo, "show", "HEAD:dvc.lock"))["stages"]
-    assert lock["index"] == committed["index"]
-    assert lock["train_multi_input"]["outs"] != committed["train_multi_input"]["outs"]
-    # Back to the baseline's seed, keeping char_weight 4: the multi-input stage's params are the
-    # baseline's again, so DVC restores its checkpoint from the run cache.
-    out = dvc(repo, "exp", "run", "-S", "seed=0").stdout
-    assert "Stage 'train_multi_input' is cached - skipping run, checking out outputs" in out
-    assert ran(out) == ["check_params", "train_multi_output", "evaluate"]
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["loss"]["char_weight"] == 4 and params["seed"] == 0
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    for kind in ("multi_input", "multi_output"):
-        sections = sorted(stages[f"train_{kind}"]["params"])
-        assert "loss" in sections if kind == "multi_output" else "loss" not in sections
-        recorded = torch.load(repo / "models" / f"{kind}.pt", weights_only=True)["params"]
-        assert sorted(recorded) == sections
-        for name in sections:
-            expected = params[name]
-            if isinstance(expected, dict):  # the checkpoint holds every key, defaults included
-                assert {k: recorded[name][k] for k in expected} == expected, (kind, name)
-            else:
-                assert recorded[name] == expected, (kind, name)
 
 
 def test_cpu_portable_caps_the_stages_torch_and_fixes_threads(workspace):
