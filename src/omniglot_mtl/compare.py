@@ -7,6 +7,7 @@ What it reads, how it groups runs (params and what made them, seed aside) and wh
 """
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -353,20 +354,8 @@ def _pairs(groups: list[list[Run]]) -> list[dict]:
     for (b,) in rest:
         for task in a.correct:
             test = stats.mcnemar(a.correct[task], b.correct[task])
-            out.append(
-                {
-                    "a": a.name,
-                    "b": b.name,
-                    "task": task,
-                    "accuracy_a": test.accuracy_a,
-                    "accuracy_b": test.accuracy_b,
-                    "change": test.change,
-                    "only_a": test.only_a,
-                    "only_b": test.only_b,
-                    "p_value": test.p_value,
-                    "images": len(a.correct[task]),
-                }
-            )
+            row = {"a": a.name, "b": b.name, "task": task, **dataclasses.asdict(test)}
+            out.append(row | {"change": test.change, "images": len(a.correct[task])})
     return out
 
 

@@ -39,9 +39,9 @@ def download(data: Data, out: Path) -> list[Path]:
     return sorted(Path(out).glob("*.zip"))
 
 
-def download_zip(name: str, mirror: str, folder: Path, md5: str | None = None) -> Path:
+def download_zip(name: str, mirror: str, folder: Path) -> Path:
     """Download ``<mirror>/<name>.zip`` into ``folder`` and check its md5."""
-    md5 = md5 or OMNIGLOT_MD5[name]
+    md5 = OMNIGLOT_MD5[name]
     url = f"{mirror.rstrip('/')}/{name}.zip"
     path = Path(folder) / f"{name}.zip"
     try:
@@ -59,9 +59,9 @@ def download_zip(name: str, mirror: str, folder: Path, md5: str | None = None) -
     return path
 
 
-def check_zip(path: Path, md5: str | None = None) -> None:
+def check_zip(path: Path) -> None:
     """An official zip put somewhere by hand: refuse a damaged or foreign one by its md5."""
-    md5 = md5 or OMNIGLOT_MD5[path.name.removesuffix(".zip")]
+    md5 = OMNIGLOT_MD5[path.name.removesuffix(".zip")]
     if file_md5(path) != md5:
         raise InputError(f"{path}: md5 is not {md5}; the file is damaged or not the official {path.name}")
 

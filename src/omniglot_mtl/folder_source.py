@@ -59,16 +59,7 @@ def check_against_data(data: Data) -> None:
     present = source_drawers(data)
     if not present:
         raise ParamError("data.folder", f"{data.folder} holds no drawings named <id>_<drawer>.png")
-    split = data.split
-    for name in ("val_drawers", "test_drawers"):
-        missing = sorted(set(getattr(split, name)) - present)
-        if missing:
-            raise ParamError(
-                f"data.split.{name}",
-                f"no drawings by drawer(s) {missing} (the data has drawers {min(present)}..{max(present)})",
-            )
-    if not present - set(split.val_drawers) - set(split.test_drawers):
-        raise ParamError("data.split", "val and test take every drawer; none is left to train")
+    data.split.check_drawers(present)
 
 
 def source_drawers(data: Data) -> set[int]:

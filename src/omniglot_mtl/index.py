@@ -33,22 +33,13 @@ def build_index(scan: Scan, split: Split) -> tuple[dict[str, pd.DataFrame], dict
         rows[f"{task}_idx"] = rows[task].map(maps[task])
     alphabets, characters = maps[ALPHABET], maps[CHARACTER]
     rows = rows.sort_values(["character_idx", "drawer", "path"], kind="stable").reset_index(drop=True)
-    present = set(rows["drawer"])
-    for name in ("val_drawers", "test_drawers"):
-        missing = sorted(set(getattr(split, name)) - present)
-        if missing:
-            raise InputError(
-                f"params.yaml: data.split.{name}: no drawings by drawer(s) {missing} "
-                f"(the data has drawers {min(present)}..{max(present)})"
-            )
+    split.check_drawers(set(rows["drawer"]))
     held_out = set(split.val_drawers) | set(split.test_drawers)
     masks = {
         "train": ~rows["drawer"].isin(held_out),
         "val": rows["drawer"].isin(split.val_drawers),
         "test": rows["drawer"].isin(split.test_drawers),
     }
-    if not masks["train"].any():
-        raise InputError("params.yaml: data.split: val and test take every drawer; none is left to train")
     manifests = {name: rows[mask][COLUMNS].reset_index(drop=True) for name, mask in masks.items()}
     return manifests, alphabets, characters
 

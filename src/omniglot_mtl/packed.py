@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .environment import usable_cpus
 from .errors import InputError
@@ -63,8 +63,6 @@ def decode(path: Path, size: int) -> np.ndarray:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, not an image") from None
-    except UnidentifiedImageError as err:
-        raise InputError(f"{path}: cannot decode as an image ({err})") from None
     except Exception as err:  # whatever PIL raises on a damaged file (see the docstring)
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(f"{path}: cannot decode as an image ({message})") from None

@@ -68,6 +68,18 @@ class Split:
         if both:
             raise ParamError(key, f"drawer(s) {both} listed in both val_drawers and test_drawers")
 
+    def check_drawers(self, present: set[int]) -> None:
+        """Refuse a split the data cannot fill: a val or test drawer no drawing is by, or no
+        drawer left to train on. ``present``: the drawer numbers of the data's drawings (the
+        params check reads them off the source, the index stage off its scan)."""
+        for name in ("val_drawers", "test_drawers"):
+            missing = sorted(set(getattr(self, name)) - present)
+            if missing:
+                has = f"the data has drawers {min(present)}..{max(present)}"
+                raise ParamError(f"data.split.{name}", f"no drawings by drawer(s) {missing} ({has})")
+        if not present - set(self.val_drawers) - set(self.test_drawers):
+            raise ParamError("data.split", "val and test take every drawer; none is left to train")
+
 
 @dataclass(frozen=True)
 class Synthetic:

@@ -34,7 +34,6 @@ def register(name: str):
         if name in METHODS:
             raise ValueError(f"loss weighting method {name!r} is registered twice")
         METHODS[name] = cls
-        cls.name = name
         return cls
 
     return add
@@ -71,7 +70,6 @@ class LossWeighting(nn.Module):
     ``momentum``, started at the first value), before the method combines them.
     """
 
-    name = "static"
     # Whether the loop must call after_step with the same batch's losses after each optimizer step.
     needs_losses_after_step = False
 
@@ -234,8 +232,6 @@ class FAMO(LossWeighting):
     @torch.no_grad()
     def after_step(self, losses: dict[str, torch.Tensor]) -> None:
         """The same batch's task losses after the optimizer step: updates the task logits."""
-        if self._last is None:
-            return
         new = self._stack(losses)
         if self.normalize:  # on the scale combine() saw; no update of the running magnitude
             new = new / self.magnitude
