@@ -243,6 +243,7 @@ def test_experiment_workflow(workspace):
     # here would say char_weight 1.0 beside a params.yaml that says 2 (and so would one DVC
     # restores from its run cache).
     params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["loss"]["char_weight"] == 2  # not what made the multi-input checkpoint
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     for kind in ("multi_input", "multi_output"):
         sections = sorted(stages[f"train_{kind}"]["params"])
