@@ -70,7 +70,12 @@ def main() -> None:
     print(f"decoded in {time.perf_counter() - start:.0f} s; {machine()}", flush=True)
     configs = {
         kind: ModelConfig(
-            kind, len(alphabets), len(characters), params.data.image_size, params.model.backbone
+            kind,
+            len(alphabets),
+            len(characters),
+            params.data.image_size,
+            params.model.backbone,
+            params.model.alphabet_hidden if kind == "multi_output" else 0,
         )
         for kind in args.models
     }

@@ -355,7 +355,7 @@ def test_each_way_a_checkpoint_can_be_wrong_says_which(trained, tmp_path):
     _, paths, _ = trained
     good = torch.load(paths["multi_output"], weights_only=True)
     cases = [
-        ({**good, "format": 1}, "checkpoint format 1; this version of the project reads format 2"),
+        ({**good, "format": 1}, "checkpoint format 1; this version of the project reads format 3"),
         (
             {**good, "state_dict": {k: v[:1] for k, v in good["state_dict"].items()}},
             "its weights do not fit the multi_output model its config describes (Error(s) in loading",

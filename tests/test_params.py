@@ -89,6 +89,9 @@ def test_as_dict_round_trips_through_yaml():
         ("loss: {alpha_weight: 0, char_weight: 0}", "loss: alpha_weight and char_weight are both 0"),
         ("model: {backbone: no_such_net}", "model.backbone: must be one of ['seed', "),  # the registered ones
         ("model: {backbone: convnett}", "got 'convnett'; did you mean 'convnet'?"),
+        ("model: {alphabet_hidden: -1}", "model.alphabet_hidden: must be between 0 and 65536, got -1"),
+        ("model: {alphabet_hidden: 70000}", "model.alphabet_hidden: must be between 0 and 65536, got 70000"),
+        ("model: {alphabet_hidden: 1.5}", "model.alphabet_hidden: must be an integer, got 1.5"),
         (
             "model: {backbone: convnet}\ndata: {image_size: 12}",
             "data.image_size: must be >= 16 for its four 2x2 poolings, got 12 (model.backbone: convnet)",

@@ -598,7 +598,8 @@ def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(worksp
     )
     shown = run.stdout.splitlines()[0]  # the DVC command it runs, first
     assert shown.startswith(
-        "$ dvc exp run -S model.backbone=convnet -S data.image_size=32 -S train.epochs=8 "
+        "$ dvc exp run -S model.backbone=convnet -S model.alphabet_hidden=1024 -S data.image_size=32 "
+        "-S train.epochs=8 "
     )
     assert shown.endswith(
         " -S train.augment.shift=0.06 -S cpu.portable=false -n convnet-1-epoch -S train.epochs=1"
@@ -612,7 +613,8 @@ def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(worksp
             assert (got == value) if not isinstance(value, dict) else got == got | value, (section, key)
     dvc(repo, *documented("dvc exp apply <name>", {"<name>": "convnet-1-epoch"})[1:])
     checkpoint = torch.load(repo / "models" / "multi_output.pt", weights_only=True)
-    assert checkpoint["params"]["model"] == {"backbone": "convnet"}
+    assert checkpoint["params"]["model"] == {"backbone": "convnet", "alphabet_hidden": 1024}
+    assert checkpoint["config"]["alphabet_hidden"] == 1024
     assert checkpoint["params"]["train"]["lr"] == 0.003 and checkpoint["params"]["train"]["epochs"] == 1
     # Arguments after the recipe reach DVC: a queue of the recipe over two more seeds.
     shell(repo, documented_line("omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=1,2"))
@@ -646,7 +648,8 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
         text=True,
     ).stdout
     assert (
-        printed.startswith("-S model.backbone=convnet -S data.image_size=32 ") and printed.count("-S") == 16
+        printed.startswith("-S model.backbone=convnet -S model.alphabet_hidden=1024 ")
+        and printed.count("-S") == 17
     )
 
 

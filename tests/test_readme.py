@@ -87,7 +87,13 @@ RUN_BY = {
     "python benchmarks/speedrun.py ../shared/omniglot/images_background "
     "--recipe recipes/convnet-long.yaml --seeds 2 --test": (REAL_DATA, None),
     "python benchmarks/speedrun.py ../shared/omniglot/images_background "
-    "--set train.epochs=16 --seeds 0 1 2 --test": (REAL_DATA, None),
+    "--set model.alphabet_hidden=0 --set train.epochs=16 --seeds 0 1 2 --test": (REAL_DATA, None),
+    "python benchmarks/speedrun.py ../shared/omniglot/images_background "
+    "--models multi_output --seeds 0 1 2 --test": (REAL_DATA, None),
+    "python benchmarks/speedrun.py ../shared/omniglot/images_background "
+    "--set train.epochs=12 --seeds 0 1 2 --test": (REAL_DATA, None),
+    "python benchmarks/speedrun.py ../shared/omniglot/images_background "
+    "--set train.epochs=16 --models multi_output --seeds 0 1 2 --test": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --vary loss.char_weight=1,2": (
         REAL_DATA,
         None,

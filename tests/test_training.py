@@ -45,6 +45,7 @@ def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
         "n_characters": 12,
         "image_size": 24,
         "backbone": "seed",
+        "alphabet_hidden": 0,
     }
     assert list(raw["alphabets"]) == ["Synthetic_01", "Synthetic_02", "Synthetic_03"]
     assert len(raw["characters"]) == 12 and raw["params"]["train"]["epochs"] == 3
@@ -76,6 +77,23 @@ def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
     assert [line.split("\t")[1] for line in weights.splitlines()[1:]] == ["1.0", "1.0", "1.0"]
     # Training did something: the best epoch is better than chance on both tasks.
     assert result.best_val["alphabet"] > 1 / 3 and result.best_val["character"] > 3 / 12
+
+
+def test_alphabet_hidden_gives_the_multi_output_alphabet_head_a_hidden_layer_and_the_checkpoint_keeps_it(
+    data, tmp_path
+):
+    p = params(model={"alphabet_hidden": 16}, train={"epochs": 1, "batch_size": 8})
+    for kind in ("multi_output", "multi_input"):
+        train(data, tmp_path, kind, p)
+    model, ckpt = load_checkpoint(tmp_path / "multi_output.pt")
+    assert ckpt["config"]["alphabet_hidden"] == 16 and ckpt["params"]["model"]["alphabet_hidden"] == 16
+    head = model.classifier_alpha
+    assert [type(m) for m in head] == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+    assert (head[0].out_features, head[2].in_features, head[2].out_features) == (16, 16, 3)
+    assert isinstance(model.classifier_char, torch.nn.Linear)  # the character head stays linear
+    # The multi-input model has no alphabet head: its config says so whatever the param.
+    _, ckpt = load_checkpoint(tmp_path / "multi_input.pt")
+    assert ckpt["config"]["alphabet_hidden"] == 0
 
 
 def test_cpu_training_is_reproducible(data, tmp_path):

@@ -18,7 +18,8 @@ from .models import MODELS, ModelConfig, build_model
 from .tasks import ALPHABET, CHARACTER, MAPS
 
 # 2: a multi-output checkpoint names its alphabet read-out (inference.READ_OUTS).
-FORMAT = 2
+# 3: the model config says the alphabet head's hidden width (models.ModelConfig).
+FORMAT = 3
 
 
 def save_checkpoint(

@@ -32,6 +32,7 @@ MAX_SEED = 2**64 - 1
 IMAGE_SIZES = (8, 256)
 MAX_INDEX_BYTES = 8 * 2**30  # the synthetic set decoded (both official sets at 256 px: 2 GiB)
 MAX_WEIGHT = 1e6  # a static loss weight
+MAX_HIDDEN = 65536  # a head's hidden width: on the convnet's 1,024 features, 256 MiB of weights
 # Threads: more than any one machine's cores. torch.set_num_threads overflows past
 # 2^31, and 100,000 threads crashed the process at exit.
 MAX_WORKERS = 1024
@@ -227,6 +228,15 @@ class Train:
 @dataclass(frozen=True)
 class Model:
     backbone: str = "seed"
+    # Multi-output only: the width of a hidden ReLU layer in the alphabet head; 0: one linear
+    # layer, the notebook's (models.MultiOutputNet says why the alphabet head wants one).
+    alphabet_hidden: int = 0
+
+    def validate(self, key: str) -> None:
+        if not 0 <= self.alphabet_hidden <= MAX_HIDDEN:
+            raise ParamError(
+                f"{key}.alphabet_hidden", f"must be between 0 and {MAX_HIDDEN}, got {self.alphabet_hidden}"
+            )
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ def _train(
         n_characters=len(characters),
         image_size=train.images.shape[-1],
         backbone=params.model.backbone,
+        alphabet_hidden=params.model.alphabet_hidden if kind == "multi_output" else 0,
     )
     model = build_model(config).to(device)
     weighting = loss_weighting(params, kind).to(device)
