@@ -55,6 +55,7 @@ RUN_BY = {
         None,
     ),
     "omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=0,1,2": (REAL_DATA, None),
+    "omniglot-mtl-recipe recipes/convnet.yaml -n keep16 -S train.epochs=16": (REAL_DATA, None),
     "omniglot-mtl-recipe recipes/convnet-long.yaml --queue -S seed=0,1": (REAL_DATA, None),
     "dvc exp run -n famo -S loss.method=famo": (REAL_DATA, None),
     'dvc exp apply convnet && git add -A && git commit -m "convnet recipe"': (REAL_DATA, None),
@@ -76,6 +77,10 @@ RUN_BY = {
     ),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background "
     "--recipe recipes/convnet-long.yaml": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml": (
         REAL_DATA,
         None,
     ),
