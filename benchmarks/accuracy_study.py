@@ -131,7 +131,10 @@ def trials(args: argparse.Namespace) -> None:
     test, rows, sums = data["test"], [], {1: None, args.views: None}
     for seed in args.seeds:
         torch.manual_seed(seed)
-        model = build_model(ModelConfig("multi_output", n_alpha, n_char, params.data.image_size, "convnet"))
+        config = ModelConfig.from_params(
+            "multi_output", params.model, n_alpha, n_char, params.data.image_size
+        )
+        model = build_model(config)
         start = time.perf_counter()
         result = fit(
             model, loss_weighting(params, "multi_output"), data["train"], data["val"], params.train, seed

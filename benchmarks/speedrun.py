@@ -69,13 +69,8 @@ def main() -> None:
     data, alphabets, characters = decoded_splits(data_dir, params)
     print(f"decoded in {time.perf_counter() - start:.0f} s; {machine()}", flush=True)
     configs = {
-        kind: ModelConfig(
-            kind,
-            len(alphabets),
-            len(characters),
-            params.data.image_size,
-            params.model.backbone,
-            params.model.alphabet_hidden if kind == "multi_output" else 0,
+        kind: ModelConfig.from_params(
+            kind, params.model, len(alphabets), len(characters), params.data.image_size
         )
         for kind in args.models
     }

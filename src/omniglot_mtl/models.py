@@ -22,6 +22,15 @@ class ModelConfig:
     backbone: str = "seed"
     alphabet_hidden: int = 0  # multi-output only: params.yaml's model.alphabet_hidden
 
+    @classmethod
+    def from_params(
+        cls, kind: str, model, n_alphabets: int, n_characters: int, image_size: int
+    ) -> "ModelConfig":
+        """The ``kind`` model that params.yaml's ``model`` section (a params.Model) asks for. The
+        multi-input model has no alphabet head, so its config says 0 whatever the param."""
+        hidden = model.alphabet_hidden if kind == "multi_output" else 0
+        return cls(kind, n_alphabets, n_characters, image_size, model.backbone, hidden)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -68,13 +68,8 @@ def _train(
     alphabets, characters = read_maps(index_dir)
     train = load_split(packed_dir, "train").to(device)
     val = load_split(packed_dir, "val").to(device)
-    config = ModelConfig(
-        kind=kind,
-        n_alphabets=len(alphabets),
-        n_characters=len(characters),
-        image_size=train.images.shape[-1],
-        backbone=params.model.backbone,
-        alphabet_hidden=params.model.alphabet_hidden if kind == "multi_output" else 0,
+    config = ModelConfig.from_params(
+        kind, params.model, len(alphabets), len(characters), train.images.shape[-1]
     )
     model = build_model(config).to(device)
     weighting = loss_weighting(params, kind).to(device)
