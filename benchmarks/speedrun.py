@@ -9,12 +9,13 @@ DATA_DIR is one set in Omniglot layout (e.g. ../shared/omniglot/images_backgroun
 (``--seeds``, in place of the ``seed`` param), the models are trained on drawers 1-14, their best
 epoch chosen on drawers 15-17, and their validation accuracies printed; with --test, the test
 drawers' (18-20) too: read them once per recipe you report, never to choose one. The FLOPs are
-counted by torch's FlopCounterMode on one training step (forward and backward: the matrix
-products and convolutions; FAMO's second forward pass is not counted), times the images
-trained on. The seconds are ``fit``'s, validation each epoch included. Threads follow
-``train.threads`` and this machine; --portable caps the instruction sets at AVX2 and the
-threads at 2, as ``cpu.portable: true`` does (whatever the recipe says): an AVX2-only CPU's
-bytes, not its speed. Prints a line per model and seed, and a JSON line.
+counted by torch's FlopCounterMode on one training step (the matrix products and convolutions
+of the forward and backward pass and of the optimizer step, which ``muon`` has; FAMO's second
+forward pass is not counted), times the images trained on. The seconds are ``fit``'s,
+validation each epoch included. Threads follow ``train.threads`` and this machine; --portable
+caps the instruction sets at AVX2 and the threads at 2, as ``cpu.portable: true`` does
+(whatever the recipe says): an AVX2-only CPU's bytes, not its speed. Prints a line per model
+and seed, and a JSON line.
 """
 
 import argparse
@@ -37,17 +38,19 @@ from omniglot_mtl.inference import accuracy
 from omniglot_mtl.models import ModelConfig, build_model
 from omniglot_mtl.params import as_dict
 from omniglot_mtl.train import loss_weighting
-from omniglot_mtl.training import fit
+from omniglot_mtl.training import OneTask, fit, make_optimizer
 
 
-def step_flops(model: torch.nn.Module, split, batch_size: int) -> float:
-    """FLOPs of one training step's forward and backward pass, per image."""
-    batch = split.batch(torch.arange(batch_size))
+def step_flops(model: torch.nn.Module, split, cfg) -> float:
+    """FLOPs of one training step, per image: the forward and backward pass, and the optimizer
+    step's matrix products (``muon``'s orthogonalisation; none in Adam's)."""
+    batch = split.batch(torch.arange(cfg.batch_size))
+    optimizer = make_optimizer(model, OneTask("character"), cfg, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter:
         out = model(*(batch[k] for k in model.inputs))
         sum(v.float().sum() for v in out.values()).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / batch_size
+        optimizer.step()
+    return counter.get_total_flops() / cfg.batch_size
 
 
 def main() -> None:
@@ -75,10 +78,7 @@ def main() -> None:
         for kind in args.models
     }
     # Counted on a model of their own: the counted step moves batch norm's running statistics.
-    flops = {
-        kind: step_flops(build_model(c), data["train"], params.train.batch_size)
-        for kind, c in configs.items()
-    }
+    flops = {kind: step_flops(build_model(c), data["train"], params.train) for kind, c in configs.items()}
     rows = []
     for seed in args.seeds:
         for kind, config in configs.items():

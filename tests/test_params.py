@@ -96,8 +96,11 @@ def test_as_dict_round_trips_through_yaml():
             "model: {backbone: convnet}\ndata: {image_size: 12}",
             "data.image_size: must be >= 16 for its four 2x2 poolings, got 12 (model.backbone: convnet)",
         ),
-        ("train: {optimizer: sgd}", "train.optimizer: must be one of ['adam', 'adamw'], got 'sgd'"),
-        ("train: {weight_decay: 0.1}", "train.weight_decay: needs optimizer: adamw"),
+        ("train: {optimizer: sgd}", "train.optimizer: must be one of ['adam', 'adamw', 'muon'], got 'sgd'"),
+        ("train: {weight_decay: 0.1}", "train.weight_decay: needs optimizer: adamw or muon"),
+        ("train: {optimizer: muon}", "train.muon_lr: must be > 0 and <= 1 with optimizer: muon, got 0"),
+        ("train: {optimizer: muon, muon_lr: 2}", "train.muon_lr: must be > 0 and <= 1 with optimizer: muon"),
+        ("train: {optimizer: adamw, muon_lr: 0.02}", "train.muon_lr: needs optimizer: muon"),
         ("train: {optimizer: adamw, weight_decay: -1}", "train.weight_decay: must be >= 0, got -1"),
         ("train: {schedule: step}", "train.schedule: must be one of ['constant', 'cosine'], got 'step'"),
         ("train: {warmup_epochs: 1}", "train.warmup_epochs: needs schedule: cosine"),
@@ -146,6 +149,7 @@ def test_the_params_check_asks_the_registries_themselves(monkeypatch):
     a method's hyperparameters from its constructor's keyword-only arguments."""
     from omniglot_mtl import backbones, params, weighting
     from omniglot_mtl.inference import autocast
+    from omniglot_mtl.muon import MuonAdamW
     from omniglot_mtl.training import make_optimizer
 
     def odd_only(size):
@@ -173,9 +177,9 @@ def test_the_params_check_asks_the_registries_themselves(monkeypatch):
     model = torch.nn.Linear(2, 2)
     kinds = set()
     for optimizer in params.OPTIMIZERS:
-        cfg = params.Train(optimizer=optimizer)
+        cfg = params.Train(optimizer=optimizer, muon_lr=0.01 if optimizer == "muon" else 0.0)
         kinds.add(type(make_optimizer(model, weighting.LossWeighting({"a": 1.0}), cfg, torch.device("cpu"))))
-    assert kinds == {torch.optim.Adam, torch.optim.AdamW}
+    assert kinds == {torch.optim.Adam, torch.optim.AdamW, MuonAdamW}
     dtypes = set()
     for precision in params.PRECISIONS:
         resolved = resolve_precision(precision, torch.device("cpu"))

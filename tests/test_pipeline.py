@@ -616,6 +616,8 @@ def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(worksp
     assert checkpoint["params"]["model"] == {"backbone": "convnet", "alphabet_hidden": 1024}
     assert checkpoint["config"]["alphabet_hidden"] == 1024
     assert checkpoint["params"]["train"]["lr"] == 0.003 and checkpoint["params"]["train"]["epochs"] == 1
+    assert checkpoint["params"]["train"]["optimizer"] == "muon"
+    assert checkpoint["params"]["train"]["muon_lr"] == 0.025
     # Arguments after the recipe reach DVC: a queue of the recipe over two more seeds.
     shell(repo, documented_line("omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=1,2"))
     assert dvc(repo, "queue", "status").stdout.count("Queued") == 2
@@ -636,7 +638,7 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr == (
         "error: recipes/typo.yaml: train.epoch: unknown key; did you mean epochs? (known: augment, "
-        "batch_size, epochs, label_smoothing, lr, optimizer, precision, schedule, threads, "
+        "batch_size, epochs, label_smoothing, lr, muon_lr, optimizer, precision, schedule, threads, "
         "warmup_epochs, weight_decay)\n"
     )
     assert exp_rows(repo) == before
@@ -649,7 +651,7 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
     ).stdout
     assert (
         printed.startswith("-S model.backbone=convnet -S model.alphabet_hidden=1024 ")
-        and printed.count("-S") == 17
+        and printed.count("-S") == 18
     )
 
 

@@ -22,7 +22,7 @@ from .tasks import ALPHABET, CHARACTER
 SOURCES = ("synthetic", "omniglot", "folder")
 OMNIGLOT_SETS = ("background", "evaluation")
 PRECISIONS = ("fp32", "bf16", "auto")
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "muon")
 SCHEDULES = ("constant", "cosine")
 # The seeds both torch.manual_seed and numpy's generators take: [0, 2^64).
 MAX_SEED = 2**64 - 1
@@ -179,8 +179,9 @@ class Train:
     batch_size: int = 32
     lr: float = 0.001  # the peak learning rate under a schedule
     precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where native, else fp32)
-    optimizer: str = "adam"  # adam | adamw (decoupled weight decay)
-    weight_decay: float = 0.0  # adamw only
+    optimizer: str = "adam"  # adam | adamw (decoupled weight decay) | muon (adamw, Muon kernels)
+    weight_decay: float = 0.0  # adamw and muon only
+    muon_lr: float = 0.0  # muon only: each convolution kernel's step, a fraction of its norm
     schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay to 0)
     warmup_epochs: float = 0.0  # cosine only
     label_smoothing: float = 0.0
@@ -202,10 +203,16 @@ class Train:
             raise ParamError(f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay:g}")
         if self.weight_decay > 1:  # AdamW shrinks each weight by lr * weight_decay a step
             raise ParamError(f"{key}.weight_decay", f"must be <= 1, got {self.weight_decay:g}")
-        if self.weight_decay and self.optimizer != "adamw":
+        if self.weight_decay and self.optimizer == "adam":
             # Adam's own weight_decay is an L2 term scaled by the adaptive step: not what
             # "weight decay" means in a modern recipe, so it is not offered.
-            raise ParamError(f"{key}.weight_decay", "needs optimizer: adamw (decoupled weight decay)")
+            raise ParamError(f"{key}.weight_decay", "needs optimizer: adamw or muon (decoupled weight decay)")
+        if self.optimizer == "muon" and not 0 < self.muon_lr <= 1:
+            raise ParamError(
+                f"{key}.muon_lr", f"must be > 0 and <= 1 with optimizer: muon, got {self.muon_lr:g}"
+            )
+        if self.muon_lr and self.optimizer != "muon":
+            raise ParamError(f"{key}.muon_lr", "needs optimizer: muon")
         one_of(f"{key}.schedule", self.schedule, SCHEDULES)
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ParamError(

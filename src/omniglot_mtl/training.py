@@ -22,6 +22,7 @@ from .augment import augment_generator, random_affine
 from .distributed import ONE_PROCESS, World
 from .errors import InputError
 from .inference import accuracy, autocast
+from .muon import MuonAdamW
 from .packed import PackedSplit
 from .params import Train
 
@@ -66,7 +67,9 @@ def make_optimizer(
 ):
     """Adam (the notebook's), or AdamW with decoupled weight decay on the weight matrices and
     convolution kernels only: decaying biases, batch-norm scales or the learned log-variances
-    of the loss weighting would only pull them towards 0, which regularises nothing.
+    of the loss weighting would only pull them towards 0, which regularises nothing. ``muon``:
+    the same AdamW, except that the convolution kernels take :mod:`.muon`'s steps, at
+    ``cfg.muon_lr``.
 
     ``capturable``: for a step captured in a CUDA graph, the step count and the learning rate
     live in device tensors, so that each replay reads the schedule's current rate.
@@ -78,6 +81,16 @@ def make_optimizer(
     params = [*model.parameters(), *weighting.parameters()]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, fused=fused, capturable=capturable)
+    if cfg.optimizer == "muon":
+        kernels = [p for p in params if p.ndim == 4]
+        matrices = [p for p in params if p.ndim in (2, 3)]
+        return MuonAdamW(
+            [
+                {"params": kernels, "lr": cfg.muon_lr, "muon": True},
+                {"params": matrices, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+                {"params": [p for p in params if p.ndim < 2], "lr": cfg.lr},
+            ]
+        )
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
@@ -172,7 +185,9 @@ def fit(
 
     ``capture`` (None: wherever it can) replays the step of every full batch from a CUDA graph
     (:class:`CapturedStep`): on one GPU, in one process, with a loss weighting that needs no
-    second look at the batch (FAMO does). Elsewhere each step runs as written.
+    second look at the batch (FAMO does), and an optimizer whose learning rate a replay reads
+    (not ``muon``'s, a Python number the capture would freeze). Elsewhere each step runs as
+    written.
     """
     if cfg.batch_size % world.size:
         raise InputError(
@@ -180,9 +195,16 @@ def fit(
             f"processes ({world.size}); each process takes an equal share of a batch"
         )
     device = train.images.device
-    can_capture = device.type == "cuda" and world.size == 1 and not weighting.needs_losses_after_step
+    can_capture = (
+        device.type == "cuda"
+        and world.size == 1
+        and not weighting.needs_losses_after_step
+        and cfg.optimizer != "muon"
+    )
     if capture and not can_capture:
-        raise ValueError("capture: needs one process on a CUDA device, and no loss weighting's after_step")
+        raise ValueError(
+            "capture: needs one process on a CUDA device, no loss weighting's after_step and no muon"
+        )
     capture = can_capture if capture is None else capture
     net = world.wrap(model, device)
     weighting.sync = world.mean if world.size > 1 else None

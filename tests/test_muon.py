@@ -1,0 +1,65 @@
+"""train.optimizer: muon: the orthogonalisation, and each kind of weight's step."""
+
+import math
+
+import pytest
+import torch
+
+from omniglot_mtl.models import ModelConfig, build_model
+from omniglot_mtl.muon import MuonAdamW, orthogonalize
+from omniglot_mtl.params import Train
+from omniglot_mtl.training import OneTask, make_optimizer
+
+
+@pytest.mark.parametrize("shape", [(64, 288), (32, 9)])  # a wide kernel, and a tall one (transposed)
+def test_orthogonalize_keeps_the_singular_vectors_and_brings_the_singular_values_near_1(shape):
+    generator = torch.Generator().manual_seed(0)
+    k = min(shape)
+    u, _ = torch.linalg.qr(torch.randn(shape[0], k, generator=generator))
+    v, _ = torch.linalg.qr(torch.randn(shape[1], k, generator=generator))
+    g = u @ torch.diag(torch.linspace(1, 4, k)) @ v.T  # singular values 1 to 4
+    in_g_basis = u.T @ orthogonalize(g) @ v
+    values = in_g_basis.diagonal()
+    assert (in_g_basis - torch.diag(values)).abs().max() < 1e-5  # the same singular vectors
+    assert values.min() > 0.6 and values.max() < 1.2
+
+
+def test_muon_moves_kernels_by_a_fraction_of_their_norm_and_everything_else_as_adamw():
+    model = build_model(ModelConfig("multi_output", 3, 5, 16, "convnet", alphabet_hidden=4))
+    cfg = Train(lr=0.01, optimizer="muon", weight_decay=0.05, muon_lr=0.02)
+    optimizer = make_optimizer(model, OneTask("character"), cfg, torch.device("cpu"))
+    kernels, matrices, vectors = optimizer.param_groups
+    named = dict(model.named_parameters())
+    assert [p.ndim for p in kernels["params"]] == [4] * 4 and kernels["muon"]
+    assert {id(p) for p in matrices["params"]} == {id(p) for p in named.values() if p.ndim == 2}
+    assert (matrices["lr"], matrices["weight_decay"]) == (0.01, 0.05)
+    assert all(p.ndim == 1 for p in vectors["params"]) and vectors["weight_decay"] == 0.0
+
+    # The others, against torch's AdamW (the same groups, decay and rate) on the same gradients.
+    others = [{k: g[k] for k in ("params", "weight_decay")} for g in (matrices, vectors)]
+    reference = {id(p): p.detach().clone().requires_grad_() for g in others for p in g["params"]}
+    copies = [
+        {"params": [reference[id(p)] for p in g["params"]], "weight_decay": g["weight_decay"]} for g in others
+    ]
+    adamw = torch.optim.AdamW(copies, lr=0.01, foreach=False)
+    generator = torch.Generator().manual_seed(0)
+    kernel = kernels["params"][1]
+    for step in range(3):
+        before = kernel.detach().clone()
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=generator)
+            if id(p) in reference:
+                reference[id(p)].grad = p.grad.clone()
+        optimizer.step()
+        adamw.step()
+        if step == 0:  # momentum is the gradient's direction: the kernel, rescaled, minus the step
+            out, fan_in = kernel.shape[0], kernel[0].numel()
+            rescaled = before * math.sqrt(out) / before.norm()
+            direction = orthogonalize(kernel.grad.flatten(1)).view_as(kernel)
+            torch.testing.assert_close(kernel.detach(), rescaled - 0.02 * direction)
+            assert out < fan_in  # so the scale sqrt(out / min(out, fan_in)) is 1
+        moved = (kernel.detach() - before * math.sqrt(out) / before.norm()).norm() / math.sqrt(out)
+        assert 0.6 * 0.02 < moved < 1.2 * 0.02  # lr of the kernel's norm, within orthogonalize's band
+    for p in reference:
+        torch.testing.assert_close(reference[p], next(q for q in model.parameters() if id(q) == p))
+    assert isinstance(optimizer, MuonAdamW)
