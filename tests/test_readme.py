@@ -55,7 +55,6 @@ RUN_BY = {
         None,
     ),
     "omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=0,1,2": (REAL_DATA, None),
-    "omniglot-mtl-recipe recipes/convnet.yaml -n keep16 -S train.epochs=16": (REAL_DATA, None),
     "omniglot-mtl-recipe recipes/convnet-long.yaml --queue -S seed=0,1": (REAL_DATA, None),
     "dvc exp run -n famo -S loss.method=famo": (REAL_DATA, None),
     'dvc exp apply convnet && git add -A && git commit -m "convnet recipe"': (REAL_DATA, None),
@@ -91,14 +90,15 @@ RUN_BY = {
     ),
     "python benchmarks/speedrun.py ../shared/omniglot/images_background "
     "--recipe recipes/convnet-long.yaml --seeds 2 --test": (REAL_DATA, None),
-    "python benchmarks/speedrun.py ../shared/omniglot/images_background "
-    "--set model.alphabet_hidden=0 --set train.epochs=16 --seeds 0 1 2 --test": (REAL_DATA, None),
-    "python benchmarks/speedrun.py ../shared/omniglot/images_background "
-    "--models multi_output --seeds 0 1 2 --test": (REAL_DATA, None),
-    "python benchmarks/speedrun.py ../shared/omniglot/images_background "
-    "--set train.epochs=12 --seeds 0 1 2 --test": (REAL_DATA, None),
-    "python benchmarks/speedrun.py ../shared/omniglot/images_background "
-    "--set train.epochs=16 --models multi_output --seeds 0 1 2 --test": (REAL_DATA, None),
+    "python benchmarks/speedrun.py ../shared/omniglot/images_background --set train.optimizer=adamw "
+    "--set train.muon_lr=0 --set model.alphabet_hidden=0 --set train.epochs=16 --seeds 0 1 2 --test": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/speedrun.py ../shared/omniglot/images_background --seeds 0 1 2 --test": (
+        REAL_DATA,
+        None,
+    ),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --vary loss.char_weight=1,2": (
         REAL_DATA,
         None,

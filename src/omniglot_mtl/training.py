@@ -82,8 +82,8 @@ def make_optimizer(
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, fused=fused, capturable=capturable)
     if cfg.optimizer == "muon":
-        kernels = [p for p in params if p.ndim == 4]
-        matrices = [p for p in params if p.ndim in (2, 3)]
+        kernels = [p for p in params if p.ndim >= 3]  # (out, in, *kernel size)
+        matrices = [p for p in params if p.ndim == 2]
         return MuonAdamW(
             [
                 {"params": kernels, "lr": cfg.muon_lr, "muon": True},
