@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.muon import MuonAdamW, orthogonalize
+from omniglot_mtl.muon import orthogonalize
 from omniglot_mtl.params import Train
-from omniglot_mtl.training import OneTask, make_optimizer
+from omniglot_mtl.training import make_optimizer
+from omniglot_mtl.weighting import make_weighting
 
 
 @pytest.mark.parametrize("shape", [(64, 288), (32, 9)])  # a wide kernel, and a tall one (transposed)
@@ -26,14 +27,16 @@ def test_orthogonalize_keeps_the_singular_vectors_and_brings_the_singular_values
 
 def test_muon_moves_kernels_by_a_fraction_of_their_norm_and_everything_else_as_adamw():
     model = build_model(ModelConfig("multi_output", 3, 5, 16, "convnet", alphabet_hidden=4))
+    weighting = make_weighting({"alphabet": 1.0, "character": 1.0}, "uncertainty")  # learns 2 scalars
     cfg = Train(lr=0.01, optimizer="muon", weight_decay=0.05, muon_lr=0.02)
-    optimizer = make_optimizer(model, OneTask("character"), cfg, torch.device("cpu"))
+    optimizer = make_optimizer(model, weighting, cfg, torch.device("cpu"))
     kernels, matrices, vectors = optimizer.param_groups
-    named = dict(model.named_parameters())
-    assert [p.ndim for p in kernels["params"]] == [4] * 4 and kernels["muon"]
-    assert {id(p) for p in matrices["params"]} == {id(p) for p in named.values() if p.ndim == 2}
+    params = [*model.parameters(), *weighting.parameters()]
+    assert sorted(id(p) for g in optimizer.param_groups for p in g["params"]) == sorted(map(id, params))
+    assert [p.ndim for p in kernels["params"]] == [4] * 4 and kernels["muon"] and kernels["lr"] == 0.02
+    assert {id(p) for p in matrices["params"]} == {id(p) for p in params if p.ndim == 2}
     assert (matrices["lr"], matrices["weight_decay"]) == (0.01, 0.05)
-    assert all(p.ndim == 1 for p in vectors["params"]) and vectors["weight_decay"] == 0.0
+    assert all(p.ndim < 2 for p in vectors["params"]) and vectors["weight_decay"] == 0.0
 
     # The others, against torch's AdamW (the same groups, decay and rate) on the same gradients.
     others = [{k: g[k] for k in ("params", "weight_decay")} for g in (matrices, vectors)]
@@ -43,23 +46,29 @@ def test_muon_moves_kernels_by_a_fraction_of_their_norm_and_everything_else_as_a
     ]
     adamw = torch.optim.AdamW(copies, lr=0.01, foreach=False)
     generator = torch.Generator().manual_seed(0)
-    kernel = kernels["params"][1]
+    grads = []
     for step in range(3):
-        before = kernel.detach().clone()
-        for p in model.parameters():
+        before = [k.detach().clone() for k in kernels["params"]]
+        for p in params:
             p.grad = torch.randn(p.shape, generator=generator)
             if id(p) in reference:
                 reference[id(p)].grad = p.grad.clone()
+        grads.append([k.grad.clone() for k in kernels["params"]])
         optimizer.step()
         adamw.step()
-        if step == 0:  # momentum is the gradient's direction: the kernel, rescaled, minus the step
+        for i, (kernel, old) in enumerate(zip(kernels["params"], before, strict=True)):
             out, fan_in = kernel.shape[0], kernel[0].numel()
-            rescaled = before * math.sqrt(out) / before.norm()
-            direction = orthogonalize(kernel.grad.flatten(1)).view_as(kernel)
-            torch.testing.assert_close(kernel.detach(), rescaled - 0.02 * direction)
-            assert out < fan_in  # so the scale sqrt(out / min(out, fan_in)) is 1
-        moved = (kernel.detach() - before * math.sqrt(out) / before.norm()).norm() / math.sqrt(out)
-        assert 0.6 * 0.02 < moved < 1.2 * 0.02  # lr of the kernel's norm, within orthogonalize's band
+            rescaled = old * math.sqrt(out) / old.norm()
+            if step < 2:
+                # Nesterov momentum 0.9: step 0 along the gradient g0; step 1 along g1 lerped
+                # towards the momentum m1 = (0.1 g0) lerped towards g1 by 0.1.
+                g0, g1 = grads[0][i], grads[-1][i]
+                direction = g0 if step == 0 else g1.lerp((0.1 * g0).lerp(g1, 0.1), 0.9)
+                scale = math.sqrt(out / min(out, fan_in))  # 1 for a wide kernel; the first is tall
+                expected = rescaled - 0.02 * scale * orthogonalize(direction.flatten(1)).view_as(kernel)
+                torch.testing.assert_close(kernel.detach(), expected)
+            moved = (kernel.detach() - rescaled).norm() / math.sqrt(out)
+            assert 0.6 * 0.02 < moved < 1.2 * 0.02  # lr of the kernel's norm, within orthogonalize's band
+    assert kernels["params"][0].shape[0] > kernels["params"][0][0].numel()  # the tall case was run
     for p in reference:
-        torch.testing.assert_close(reference[p], next(q for q in model.parameters() if id(q) == p))
-    assert isinstance(optimizer, MuonAdamW)
+        torch.testing.assert_close(reference[p], next(q for q in params if id(q) == p))

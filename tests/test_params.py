@@ -100,7 +100,7 @@ def test_as_dict_round_trips_through_yaml():
         ("train: {weight_decay: 0.1}", "train.weight_decay: needs optimizer: adamw or muon"),
         ("train: {optimizer: muon}", "train.muon_lr: must be > 0 and <= 1 with optimizer: muon, got 0"),
         ("train: {optimizer: muon, muon_lr: 2}", "train.muon_lr: must be > 0 and <= 1 with optimizer: muon"),
-        ("train: {optimizer: adamw, muon_lr: 0.02}", "train.muon_lr: needs optimizer: muon"),
+        ("train: {optimizer: adamw, muon_lr: 0.02}", "train.muon_lr: needs optimizer: muon (or muon_lr: 0)"),
         ("train: {optimizer: adamw, weight_decay: -1}", "train.weight_decay: must be >= 0, got -1"),
         ("train: {schedule: step}", "train.schedule: must be one of ['constant', 'cosine'], got 'step'"),
         ("train: {warmup_epochs: 1}", "train.warmup_epochs: needs schedule: cosine"),

@@ -39,18 +39,25 @@ def orthogonalize(g: torch.Tensor) -> torch.Tensor:
 class MuonAdamW(torch.optim.Optimizer):
     """One optimizer, so that one scheduler moves every group's ``lr``: the groups with
     ``"muon": True`` hold convolution kernels, the others are AdamW's (``weight_decay`` per
-    group), written out here as ``torch.optim.AdamW`` computes it."""
+    group), written out here. It is ``torch.optim.AdamW``'s update up to rounding: the bias
+    correction is divided inside the square root, where torch divides outside it."""
 
-    def __init__(self, groups: list[dict], betas=(0.9, 0.999), eps: float = 1e-8):
-        super().__init__(groups, {"muon": False, "weight_decay": 0.0, "betas": betas, "eps": eps})
+    def __init__(self, groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        defaults = {"lr": lr, "muon": False, "weight_decay": 0.0, "betas": betas, "eps": eps}
+        super().__init__(groups, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None) -> None:
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             update = self._muon if group["muon"] else self._adamw
             for p in group["params"]:
                 if p.grad is not None:
                     update(p, group)
+        return loss
 
     def _muon(self, p: torch.Tensor, group: dict) -> None:
         state = self.state[p]

@@ -212,7 +212,7 @@ class Train:
                 f"{key}.muon_lr", f"must be > 0 and <= 1 with optimizer: muon, got {self.muon_lr:g}"
             )
         if self.muon_lr and self.optimizer != "muon":
-            raise ParamError(f"{key}.muon_lr", "needs optimizer: muon")
+            raise ParamError(f"{key}.muon_lr", "needs optimizer: muon (or muon_lr: 0)")
         one_of(f"{key}.schedule", self.schedule, SCHEDULES)
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ParamError(

@@ -81,20 +81,17 @@ def make_optimizer(
     params = [*model.parameters(), *weighting.parameters()]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, fused=fused, capturable=capturable)
-    if cfg.optimizer == "muon":
-        kernels = [p for p in params if p.ndim >= 3]  # (out, in, *kernel size)
-        matrices = [p for p in params if p.ndim == 2]
-        return MuonAdamW(
-            [
-                {"params": kernels, "lr": cfg.muon_lr, "muon": True},
-                {"params": matrices, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-                {"params": [p for p in params if p.ndim < 2], "lr": cfg.lr},
-            ]
-        )
+    muon = cfg.optimizer == "muon"
     groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {
+            "params": [p for p in params if p.ndim == 2 or p.ndim > 2 and not muon],
+            "weight_decay": cfg.weight_decay,
+        },
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
+    if muon:  # the kernels, (out, in, *kernel size), are Muon's
+        kernels = {"params": [p for p in params if p.ndim > 2], "lr": cfg.muon_lr, "muon": True}
+        return MuonAdamW([kernels, *groups], lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=lr, fused=fused, capturable=capturable)
 
 
