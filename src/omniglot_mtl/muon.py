@@ -47,17 +47,12 @@ class MuonAdamW(torch.optim.Optimizer):
         super().__init__(groups, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def step(self) -> None:  # no closure: the training loop never passes one
         for group in self.param_groups:
             update = self._muon if group["muon"] else self._adamw
             for p in group["params"]:
                 if p.grad is not None:
                     update(p, group)
-        return loss
 
     def _muon(self, p: torch.Tensor, group: dict) -> None:
         state = self.state[p]
