@@ -33,15 +33,14 @@ import torch
 from common import ROOT, decoded_splits, machine, study_params  # benchmarks/common.py
 from PIL import Image
 
-from omniglot_mtl.augment import random_affine
-from omniglot_mtl.checkpoints import load_checkpoint
-from omniglot_mtl.index import names_by_index, read_maps
-from omniglot_mtl.inference import character_alphabet, predict
-from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.packed import PackedSplit, load_split
-from omniglot_mtl.params import Params, as_dict
-from omniglot_mtl.train import loss_weighting
-from omniglot_mtl.training import fit
+from omniglot_mtl.core.packed import PackedSplit, load_split, names_by_index, read_maps
+from omniglot_mtl.core.params import Params, as_dict
+from omniglot_mtl.models.checkpoints import load_checkpoint
+from omniglot_mtl.models.inference import character_alphabet, predict
+from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.augment import random_affine
+from omniglot_mtl.training.loop import fit
+from omniglot_mtl.weighting.methods import from_params
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -136,9 +135,7 @@ def trials(args: argparse.Namespace) -> None:
         )
         model = build_model(config)
         start = time.perf_counter()
-        result = fit(
-            model, loss_weighting(params, "multi_output"), data["train"], data["val"], params.train, seed
-        )
+        result = fit(model, from_params(params.loss), data["train"], data["val"], params.train, seed)
         seconds = time.perf_counter() - start
         model.load_state_dict(result.best_state)
         run = {"best_epoch": result.best_epoch, "train_s": round(seconds)}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from omniglot_mtl.environment import cpu_model, usable_cpus
+from omniglot_mtl.core.environment import cpu_model, usable_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {  # the test accuracies docs/ quotes, as metrics/evaluate.json holds them
@@ -91,8 +91,8 @@ def set_index(data_dir: Path, split) -> tuple[dict, dict[str, int], dict[str, in
     ``data_dir`` under ``split`` (a params.Split), made in this process. The set is named after
     its folder, so every manifest path begins with ``data_dir.name``: ``data_dir.parent / path``
     is the file."""
-    from omniglot_mtl.index import build_index
-    from omniglot_mtl.layout import scan_sets
+    from omniglot_mtl.data.index import build_index
+    from omniglot_mtl.data.layout import scan_sets
 
     return build_index(scan_sets({data_dir.name: data_dir}), split)
 
@@ -101,7 +101,8 @@ def decoded_split(data_dir: Path, frame, size: int):
     """The rows of one manifest (``frame``) of the set folder ``data_dir`` (its paths begin with
     the set's name) as a PackedSplit: every PNG decoded once, at ``size``, as the index stage
     packs them, with both label columns."""
-    from omniglot_mtl.packed import PackedSplit, decode_all
+    from omniglot_mtl.core.packed import PackedSplit
+    from omniglot_mtl.data.decode import decode_all
 
     images = torch.from_numpy(decode_all([data_dir.parent / p for p in frame["path"]], size)).unsqueeze(1)
     labels = {k: torch.tensor(frame[f"{k}_idx"].to_numpy()) for k in ("alphabet", "character")}
@@ -112,15 +113,16 @@ def study_params(overrides: list[str], recipe: Path | None = None):
     """Params for a training study run in this process: the schema's defaults (params.yaml's),
     ``recipe`` (e.g. recipes/convnet.yaml) merged over them, then ``overrides`` (KEY=VALUE),
     checked, with ``train.precision`` resolved for this CPU as the training stage resolves it."""
-    from omniglot_mtl.devices import resolve_precision
-    from omniglot_mtl.params import Params, as_dict, from_dict
-    from omniglot_mtl.recipe import merged, read_recipe
+    from omniglot_mtl.core.devices import resolve_precision
+    from omniglot_mtl.core.params import Params, as_dict, from_dict
+    from omniglot_mtl.experiments.recipe import merged, read_recipe
+    from omniglot_mtl.training.check import validate
 
     values = as_dict(Params())
     if recipe:
         values = merged(values, read_recipe(recipe))
     params = from_dict(Params, set_params(values, overrides), "")
-    params.validate()
+    validate(params)
     precision = resolve_precision(params.train.precision, torch.device("cpu"))
     return dataclasses.replace(params, train=dataclasses.replace(params.train, precision=precision))
 

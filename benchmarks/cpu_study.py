@@ -36,13 +36,13 @@ import torch
 import yaml
 from common import clone_with_source, machine  # benchmarks/common.py
 
-from omniglot_mtl.distributed import threads_per_process
-from omniglot_mtl.index import index_and_pack, read_maps
-from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.packed import PackedSplit, load_split
-from omniglot_mtl.params import Split, Train
-from omniglot_mtl.training import fit
-from omniglot_mtl.weighting import LossWeighting
+from omniglot_mtl.core.packed import PackedSplit, load_split, read_maps
+from omniglot_mtl.core.params import Split, Train
+from omniglot_mtl.data.index import index_and_pack
+from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.distributed import threads_per_process
+from omniglot_mtl.training.loop import fit
+from omniglot_mtl.weighting.methods import LossWeighting
 
 # Each leg: cpu.portable, and the environment the stage runs in (the legs with portable off
 # set the caps by hand; "cpu.portable" is the param's own cap, which should match "avx2").
@@ -77,7 +77,7 @@ def isa(args: argparse.Namespace) -> None:
         params["cpu"]["portable"] = portable
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         out = subprocess.run(
-            [sys.executable, "stages/train.py", args.kind],
+            [sys.executable, f"stages/train_{args.kind}.py"],
             cwd=repo,
             env=env | extra,
             capture_output=True,

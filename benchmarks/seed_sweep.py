@@ -20,7 +20,7 @@ import time
 import yaml
 from common import clone_with_source, machine, run, set_params  # benchmarks/common.py
 
-from omniglot_mtl.recipe import merged, read_recipe
+from omniglot_mtl.experiments.recipe import merged, read_recipe
 
 
 def main() -> None:

@@ -25,20 +25,21 @@ import time
 from pathlib import Path
 
 if "--portable" in sys.argv:  # before torch is imported
-    from omniglot_mtl.environment import cap_instruction_sets
+    from omniglot_mtl.core.environment import apply_cpu_portable
 
-    cap_instruction_sets(True)
+    apply_cpu_portable(True)
 
 import torch
 from common import ROOT, decoded_splits, machine, study_params  # benchmarks/common.py
 from torch.utils.flop_counter import FlopCounterMode
 
-from omniglot_mtl.distributed import threads_per_process
-from omniglot_mtl.inference import accuracy
-from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.params import as_dict
-from omniglot_mtl.train import loss_weighting
-from omniglot_mtl.training import OneTask, fit, make_optimizer
+from omniglot_mtl.core.params import as_dict
+from omniglot_mtl.core.tasks import CHARACTER
+from omniglot_mtl.models.inference import accuracy
+from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.distributed import threads_per_process
+from omniglot_mtl.training.loop import OneTask, fit, make_optimizer
+from omniglot_mtl.weighting.methods import from_params
 
 
 def step_flops(model: torch.nn.Module, split, cfg) -> float:
@@ -84,8 +85,9 @@ def main() -> None:
         for kind, config in configs.items():
             torch.manual_seed(seed)
             model = build_model(config)
+            loss = OneTask(CHARACTER) if kind == "multi_input" else from_params(params.loss)
             start = time.perf_counter()
-            result = fit(model, loss_weighting(params, kind), data["train"], data["val"], params.train, seed)
+            result = fit(model, loss, data["train"], data["val"], params.train, seed)
             seconds = time.perf_counter() - start
             row = {
                 "seed": seed,

@@ -13,7 +13,7 @@ so that its peak memory is its own and no leg warms the next one's caches.
 - notebook: the seed notebook's loop, with its code kept in ``benchmarks/notebook.py``: a
   Dataset that opens, converts and resizes each PNG with PIL on every access, a DataLoader
   (num_workers=0, shuffle) whose collate function builds the one-hot alphabets in Python.
-- ours: :func:`omniglot_mtl.training.fit`, fed from the images decoded once into a uint8
+- ours: :func:`omniglot_mtl.training.loop.fit`, fed from the images decoded once into a uint8
   tensor (decode time reported on its own, as the `index` stage pays it once per data set).
 
 Prints a table and a JSON line: images/s over the training epochs, training wall time, peak
@@ -36,7 +36,7 @@ from notebook import MultiInputNet, MultiOutputNet, OmniglotDataset, custom_coll
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from omniglot_mtl.params import Split, Train
+from omniglot_mtl.core.params import Split, Train
 
 BATCH, LR = 32, 0.001
 
@@ -130,11 +130,11 @@ def notebook_loops(args: argparse.Namespace) -> dict:
 
 
 def ours_leg(args: argparse.Namespace) -> dict:
-    from omniglot_mtl.inference import accuracy
-    from omniglot_mtl.models import ModelConfig, build_model
-    from omniglot_mtl.packed import PackedSplit
-    from omniglot_mtl.training import fit
-    from omniglot_mtl.weighting import LossWeighting
+    from omniglot_mtl.core.packed import PackedSplit
+    from omniglot_mtl.models.inference import accuracy
+    from omniglot_mtl.models.networks import ModelConfig, build_model
+    from omniglot_mtl.training.loop import fit
+    from omniglot_mtl.weighting.methods import LossWeighting
 
     data_dir, epochs, precision, device = (
         args.data_dir,

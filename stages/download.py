@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from omniglot_mtl.download import download
-from omniglot_mtl.errors import run_stage
-from omniglot_mtl.params import load_params
+from omniglot_mtl.core.errors import run_stage
+from omniglot_mtl.core.params import load_params
+from omniglot_mtl.data.download import download
 
 
 def main() -> None:
-    params = load_params(registries=False)  # checked by check_params
+    params = load_params()  # and the rest by check_params
     zips = download(params.data, Path("data/downloads"))
     if zips:
         print("download: " + ", ".join(f"{p.name} ({p.stat().st_size / 2**20:.1f} MiB)" for p in zips))

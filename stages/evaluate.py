@@ -2,17 +2,17 @@
 
 from pathlib import Path
 
-from omniglot_mtl.environment import cap_instruction_sets
-from omniglot_mtl.errors import run_stage
-from omniglot_mtl.params import load_params
+from omniglot_mtl.core.environment import apply_cpu_portable
+from omniglot_mtl.core.errors import run_stage
+from omniglot_mtl.core.params import load_params
 
 
 def main() -> None:
-    params = load_params(registries=False)  # checked by check_params
-    cap_instruction_sets(params.cpu.portable)  # before torch is imported, here:
-    from omniglot_mtl.devices import resolve_device
-    from omniglot_mtl.evaluate import write_evaluation
-    from omniglot_mtl.models import MODEL_KINDS
+    params = load_params()  # and the rest by check_params
+    apply_cpu_portable(params.cpu.portable)  # before torch is imported, here:
+    from omniglot_mtl.core.devices import resolve_device
+    from omniglot_mtl.evaluation.evaluate import write_evaluation
+    from omniglot_mtl.models.networks import MODEL_KINDS
 
     metrics = write_evaluation(
         {kind: Path(f"models/{kind}.pt") for kind in MODEL_KINDS},

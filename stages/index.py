@@ -5,14 +5,14 @@ test}.csv, alphabets.json, characters.json, missing_drawings.csv and data/packed
 import tempfile
 from pathlib import Path
 
-from omniglot_mtl.errors import run_stage
-from omniglot_mtl.index import index_and_pack
-from omniglot_mtl.params import load_params
-from omniglot_mtl.sources import source_sets
+from omniglot_mtl.core.errors import run_stage
+from omniglot_mtl.core.params import load_params
+from omniglot_mtl.data.index import index_and_pack
+from omniglot_mtl.data.sources import source_sets
 
 
 def main() -> None:
-    params = load_params(registries=False)  # checked by check_params
+    params = load_params()  # and the rest by check_params
     data, size = params.data, params.data.image_size
     with tempfile.TemporaryDirectory(prefix="omniglot-source-") as scratch:
         sets = source_sets(data, Path(scratch))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omniglot_mtl.index import index_and_pack
-from omniglot_mtl.params import Split
-from omniglot_mtl.synthetic import generate
+from omniglot_mtl.core.params import Split
+from omniglot_mtl.data.index import index_and_pack
+from omniglot_mtl.data.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 # benchmarks/notebook.py: the notebook's networks, which tests/test_models.py compares ours with.

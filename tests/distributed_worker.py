@@ -9,13 +9,12 @@ from pathlib import Path
 
 import torch
 
-from omniglot_mtl.distributed import close_world, init_world
-from omniglot_mtl.index import read_maps
-from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.packed import load_split
-from omniglot_mtl.params import Augment, Train
-from omniglot_mtl.training import fit
-from omniglot_mtl.weighting import make_weighting
+from omniglot_mtl.core.packed import load_split, read_maps
+from omniglot_mtl.core.params import Augment, Train
+from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.distributed import close_world, init_world
+from omniglot_mtl.training.loop import fit
+from omniglot_mtl.weighting.methods import make_weighting
 
 SETUPS = {  # method, normalize, backbone: every kind of state a process could drift on
     "static": ("static", False, "seed"),

@@ -2,8 +2,8 @@
 
 import torch
 
-from omniglot_mtl.augment import affine_theta, augment_generator, random_affine, warp
-from omniglot_mtl.params import Augment
+from omniglot_mtl.core.params import Augment
+from omniglot_mtl.training.augment import affine_theta, augment_generator, random_affine, warp
 
 ZERO, ONE = torch.zeros(1), torch.ones(1)
 

@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from omniglot_mtl import stats
-from omniglot_mtl.compare import Run, compare, same_images
-from omniglot_mtl.errors import InputError
+from omniglot_mtl.core.errors import InputError
+from omniglot_mtl.experiments import stats
+from omniglot_mtl.experiments.compare import Run, compare, same_images
 
 
 def answers(both: int, only_a: int, only_b: int, neither: int) -> tuple[list[int], list[int]]:

@@ -4,12 +4,12 @@ where one is (`bash benchmarks/gpu_check.sh DATA_DIR` runs them first), and are 
 import pytest
 import torch
 
-from omniglot_mtl.devices import configure_cuda
-from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.packed import load_split
-from omniglot_mtl.params import Augment, Train
-from omniglot_mtl.training import fit
-from omniglot_mtl.weighting import make_weighting
+from omniglot_mtl.core.devices import configure_cuda
+from omniglot_mtl.core.packed import load_split
+from omniglot_mtl.core.params import Augment, Train
+from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.loop import fit
+from omniglot_mtl.weighting.methods import make_weighting
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -13,11 +13,11 @@ import pytest
 from conftest import make_set, run_stage, write_png
 from PIL import Image
 
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.index import build_index, index_and_pack
-from omniglot_mtl.layout import scan_sets
-from omniglot_mtl.params import Split
-from omniglot_mtl.synthetic import generate
+from omniglot_mtl.core.errors import InputError
+from omniglot_mtl.core.params import Split
+from omniglot_mtl.data.index import build_index, index_and_pack
+from omniglot_mtl.data.layout import scan_sets
+from omniglot_mtl.data.synthetic import generate
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -162,7 +162,7 @@ def test_index_is_identical_on_a_second_run(tmp_path):
     [
         (
             lambda r: write_png(r / "s" / "A" / "character01" / "first_01.png", 1),
-            "first_01.png: file name is not <id>_<drawer>.png",
+            "first_01.png: file name is not <id>_<drawer> and an image suffix",
         ),
         (
             lambda r: (r / "s" / "A" / "character09").mkdir(),
@@ -189,7 +189,7 @@ def test_split_drawers_must_exist_and_leave_some_to_train(tmp_path):
 
 def test_the_folder_scanner_knows_nothing_of_params():
     """layout.py is Omniglot's folder layout, usable on any folder: it imports no params schema."""
-    code = "import sys, omniglot_mtl.layout; print('omniglot_mtl.params' in sys.modules)"
+    code = "import sys, omniglot_mtl.data.layout; print('omniglot_mtl.core.params' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
 
 

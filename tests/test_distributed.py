@@ -12,11 +12,11 @@ import yaml
 from conftest import ROOT, documented
 from torch import nn
 
-from omniglot_mtl.distributed import World, threads_per_process
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.params import ParamError, Params, from_dict
-from omniglot_mtl.training import fit
-from omniglot_mtl.weighting import LossWeighting
+from omniglot_mtl.core.errors import InputError, ParamError
+from omniglot_mtl.core.params import Params, from_dict
+from omniglot_mtl.training.distributed import World, threads_per_process
+from omniglot_mtl.training.loop import fit
+from omniglot_mtl.weighting.methods import LossWeighting
 
 STAGE_PATHS = (
     Path("data/packed"),
@@ -76,16 +76,16 @@ def test_two_nodes_as_readme_starts_them_rank_0_writes(data, tmp_path):
     nodes = [stage_dir(data, tmp_path / f"node{rank}") for rank in (0, 1)]
     # docs/distributed.md's two lines, on this machine: one process per node, a free port.
     fill = {"node0.example.org": "127.0.0.1", "4": "1", "29500": str(port)}
-    fill["stages/train.py"] = str(ROOT / "stages" / "train.py")
+    fill["stages/train_multi_output.py"] = str(ROOT / "stages" / "train_multi_output.py")
     commands = [
         documented(
             "torchrun --nnodes 2 --nproc-per-node 4 --node-rank 0 --master-addr node0.example.org "
-            "--master-port 29500 stages/train.py multi_output",
+            "--master-port 29500 stages/train_multi_output.py",
             fill,
         ),
         documented(
             "torchrun --nnodes 2 --nproc-per-node 4 --node-rank 1 --master-addr node0.example.org "
-            "--master-port 29500 stages/train.py multi_output",
+            "--master-port 29500 stages/train_multi_output.py",
             fill,
         ),
     ]
@@ -121,7 +121,7 @@ def test_bad_distributed_setups_fail_with_one_line(data, tmp_path):
     (gpu / "params.yaml").write_text(yaml.safe_dump(params))
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     done = subprocess.run(
-        [*launcher, str(ROOT / "stages" / "train.py"), "multi_output"],
+        [*launcher, str(ROOT / "stages" / "train_multi_output.py")],
         cwd=gpu,
         capture_output=True,
         text=True,

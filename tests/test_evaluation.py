@@ -10,16 +10,19 @@ import torch
 from conftest import documented
 from test_fuzz import png as png_header
 
-from omniglot_mtl.checkpoints import load_checkpoint
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.evaluate import write_evaluation
-from omniglot_mtl.index import index_and_pack
-from omniglot_mtl.inference import READ_OUTS, alphabet_log_probs, choose_read_out
-from omniglot_mtl.params import Params, Split, from_dict
-from omniglot_mtl.predict import main as predict_main
-from omniglot_mtl.predict import predict_files
-from omniglot_mtl.synthetic import generate
-from omniglot_mtl.train import train_model
+from omniglot_mtl.core.errors import InputError
+from omniglot_mtl.core.params import Params, Split, from_dict
+from omniglot_mtl.core.tasks import CHARACTER
+from omniglot_mtl.data.index import index_and_pack
+from omniglot_mtl.data.synthetic import generate
+from omniglot_mtl.evaluation.evaluate import write_evaluation
+from omniglot_mtl.evaluation.predict import main as predict_main
+from omniglot_mtl.evaluation.predict import predict_files
+from omniglot_mtl.models.checkpoints import load_checkpoint
+from omniglot_mtl.models.inference import READ_OUTS, alphabet_log_probs, choose_read_out
+from omniglot_mtl.training.loop import OneTask
+from omniglot_mtl.training.train import train_model
+from omniglot_mtl.weighting.methods import from_params
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,8 @@ def trained(tmp_path_factory):
     paths = {}
     for kind in ("multi_input", "multi_output"):
         paths[kind] = root / f"{kind}.pt"
-        train_model(params, kind, root / "packed", root / "index", paths[kind], root / f"m_{kind}")
+        loss = OneTask(CHARACTER) if kind == "multi_input" else from_params(params.loss)
+        train_model(params, kind, loss, root / "packed", root / "index", paths[kind], root / f"m_{kind}")
     metrics = write_evaluation(
         paths, root / "packed", root / "index", torch.device("cpu"), root / "evaluate.json", root / "plots"
     )
@@ -300,7 +304,7 @@ def test_a_checkpoint_holding_code_is_refused_without_pytorchs_advice(tmp_path):
 
 
 def test_macro_accuracy_averages_the_classes_that_have_test_images():
-    from omniglot_mtl.evaluate import task_metrics
+    from omniglot_mtl.evaluation.evaluate import task_metrics
 
     target = torch.tensor([0, 0, 0, 1])  # class 2 has no test image
     # Every image called class 0: 3 of 4 right, but class 1's recall is 0.
@@ -316,7 +320,7 @@ def test_macro_accuracy_averages_the_classes_that_have_test_images():
 
 
 def test_top5_counts_a_class_ranked_fifth_and_not_one_ranked_sixth():
-    from omniglot_mtl.evaluate import task_metrics
+    from omniglot_mtl.evaluation.evaluate import task_metrics
 
     scores = torch.tensor([6.0, 5, 4, 3, 2, 1, 0])  # class c ranked c + 1
     logits = scores.repeat(3, 1)

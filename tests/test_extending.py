@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from omniglot_mtl import backbones, weighting
-from omniglot_mtl.index import read_maps
-from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.packed import load_split
-from omniglot_mtl.params import Train
-from omniglot_mtl.training import fit
+from omniglot_mtl.core.packed import load_split, read_maps
+from omniglot_mtl.core.params import Train
+from omniglot_mtl.models import backbones
+from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.loop import fit
+from omniglot_mtl.weighting import methods as weighting
 
 
 @pytest.fixture

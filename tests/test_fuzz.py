@@ -21,13 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.layout import scan_sets
-from omniglot_mtl.packed import MAX_SIDE, decode
-from omniglot_mtl.params import ParamError, Params, from_dict
-from omniglot_mtl.recipe import flatten
-from omniglot_mtl.training import make_optimizer
-from omniglot_mtl.weighting import make_weighting
+from omniglot_mtl.core.errors import InputError, ParamError
+from omniglot_mtl.core.params import Params, from_dict
+from omniglot_mtl.data.decode import MAX_SIDE, decode
+from omniglot_mtl.data.layout import scan_sets
+from omniglot_mtl.experiments.recipe import flatten
+from omniglot_mtl.training.check import validate
+from omniglot_mtl.training.loop import make_optimizer
+from omniglot_mtl.weighting.methods import make_weighting
 
 settings.register_profile(
     "suite", max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow]
@@ -192,7 +193,7 @@ def test_params_at_any_value_load_or_fail_naming_a_key(changes):
         node[last] = value
     try:
         params = from_dict(Params, raw, "")
-        params.validate()
+        validate(params)
     except ParamError as err:
         assert str(err).startswith(f"params.yaml: {err.key}: ") and "\n" not in str(err)
         assert err.key.split(".")[0].split("[")[0] in PARAMS, err

@@ -5,7 +5,7 @@ from notebook import MultiInputNet as NotebookMultiInput  # benchmarks/notebook.
 from notebook import MultiOutputNet as NotebookMultiOutput
 from torch import nn
 
-from omniglot_mtl.models import ModelConfig, build_model
+from omniglot_mtl.models.networks import ModelConfig, build_model
 
 
 def test_multi_input_is_the_notebook_network():
@@ -52,7 +52,7 @@ def test_sizes_come_from_the_config():
 
 
 def test_cpu_elu_matches_torch_elu_in_value_and_gradient():
-    from omniglot_mtl.backbones import ELU
+    from omniglot_mtl.models.backbones import ELU
 
     torch.manual_seed(0)
     x = (3 * torch.randn(8, 16, 6, 6)).contiguous(memory_format=torch.channels_last)
@@ -71,7 +71,7 @@ def test_cpu_elu_in_bf16_is_within_bf16_rounding_of_the_exact_elu():
     """Under ``train.precision: bf16`` the ELU receives bfloat16 maps. Its output may differ
     from the exact ELU (float64) by bf16's rounding, relative 2^-8, and no more; ``exp(x) - 1``
     computed in bf16 failed this by a factor of 256 (small negative inputs came out 0)."""
-    from omniglot_mtl.backbones import ELU
+    from omniglot_mtl.models.backbones import ELU
 
     x = torch.cat([-torch.logspace(-6, 0.5, 2001), torch.logspace(-6, 0.5, 2001)])
     x = x.to(torch.bfloat16).reshape(1, 2, 2001, 1).contiguous(memory_format=torch.channels_last)

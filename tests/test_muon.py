@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from omniglot_mtl.models import ModelConfig, build_model
-from omniglot_mtl.muon import orthogonalize
-from omniglot_mtl.params import Train
-from omniglot_mtl.training import make_optimizer
-from omniglot_mtl.weighting import make_weighting
+from omniglot_mtl.core.params import Train
+from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.loop import make_optimizer
+from omniglot_mtl.training.muon import orthogonalize
+from omniglot_mtl.weighting.methods import make_weighting
 
 
 @pytest.mark.parametrize("shape", [(64, 288), (32, 9)])  # a wide kernel, and a tall one (transposed)

@@ -11,11 +11,12 @@ from conftest import make_set, run_stage
 from PIL import Image
 from torchvision import transforms
 
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.index import index_and_pack
-from omniglot_mtl.packed import decode, decode_all, load_split
-from omniglot_mtl.params import Split
-from omniglot_mtl.synthetic import generate
+from omniglot_mtl.core.errors import InputError
+from omniglot_mtl.core.packed import load_split
+from omniglot_mtl.core.params import Split
+from omniglot_mtl.data.decode import decode, decode_all
+from omniglot_mtl.data.index import index_and_pack
+from omniglot_mtl.data.synthetic import generate
 
 
 def test_decode_matches_the_notebook_transform(tmp_path):
@@ -74,7 +75,7 @@ def test_stage_reports_bad_input_in_one_line(tmp_path):
 
 
 def test_index_and_packed_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
-    from omniglot_mtl import index
+    from omniglot_mtl.data import index
 
     make_set(tmp_path / "raw" / "s", {"A": 2}, drawers=3)
     args = ({"s": tmp_path / "raw" / "s"}, Split((2,), (3,)), 16, tmp_path / "index", tmp_path / "packed")
@@ -101,7 +102,7 @@ def test_outputs_are_readable_by_others_as_the_umask_allows(tmp_path):
     them."""
     import stat
 
-    from omniglot_mtl.atomic import UMASK, atomic_dir, write_json
+    from omniglot_mtl.core.atomic import UMASK, atomic_dir, write_json
 
     with atomic_dir(tmp_path / "out") as tmp:
         write_json(tmp / "x.json", {"a": 1})
@@ -111,7 +112,8 @@ def test_outputs_are_readable_by_others_as_the_umask_allows(tmp_path):
 
 def test_decoding_starts_no_more_processes_than_the_cpus_this_process_may_use(tmp_path, monkeypatch):
     """Under SLURM or a cgroup the affinity mask, not the host's core count, says how many."""
-    from omniglot_mtl import environment, packed
+    from omniglot_mtl.core import environment
+    from omniglot_mtl.data import decode
 
     started = []
 
@@ -128,11 +130,11 @@ def test_decoding_starts_no_more_processes_than_the_cpus_this_process_may_use(tm
         def map(self, fn, chunks):
             return [np.zeros((len(c[0]), c[1], c[1]), np.uint8) for c in chunks]
 
-    monkeypatch.setattr(packed, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(decode, "ProcessPoolExecutor", Pool)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the host
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)  # this job
     assert environment.usable_cpus() == 3
-    packed.decode_all([tmp_path / f"{i}.png" for i in range(64 * 512)], 8)
+    decode.decode_all([tmp_path / f"{i}.png" for i in range(64 * 512)], 8)
     assert started == [3]
 
 
@@ -141,7 +143,7 @@ def test_an_output_folder_that_cannot_be_written_is_named_not_its_temporary(tmp_
     folder cannot be made there, and the error names the output, as run_stage prints it."""
     import tempfile
 
-    from omniglot_mtl.atomic import atomic_dir, atomic_file
+    from omniglot_mtl.core.atomic import atomic_dir, atomic_file
 
     def denied(*args, dir, prefix, **kwargs):
         raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1y2")

@@ -5,10 +5,11 @@ import pytest
 import torch
 import yaml
 
-from omniglot_mtl.devices import resolve_device, resolve_precision
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.params import ParamError, Params, as_dict, from_dict, load_params
-from omniglot_mtl.weighting import METHODS, hyperparameters
+from omniglot_mtl.core.devices import resolve_device, resolve_precision
+from omniglot_mtl.core.errors import InputError, ParamError
+from omniglot_mtl.core.params import Params, as_dict, from_dict, load_params
+from omniglot_mtl.training.check import check_registered
+from omniglot_mtl.weighting.methods import METHODS, hyperparameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,8 +117,8 @@ def test_as_dict_round_trips_through_yaml():
     ],
 )
 def test_bad_values_name_their_key(tmp_path, text, message):
-    with pytest.raises(ParamError) as err:
-        load_params(write(tmp_path, text))
+    with pytest.raises(ParamError) as err:  # as the params check stage reads the file
+        check_registered(load_params(write(tmp_path, text)))
     assert str(err.value).startswith("params.yaml: ")
     assert message in str(err.value)
 
@@ -147,10 +148,13 @@ def test_the_params_check_asks_the_registries_themselves(monkeypatch):
     """Backbones and weighting methods are defined once, where they are registered: the params
     check takes their names from the registries, a backbone's size rule from its constructor and
     a method's hyperparameters from its constructor's keyword-only arguments."""
-    from omniglot_mtl import backbones, params, weighting
-    from omniglot_mtl.inference import autocast
-    from omniglot_mtl.muon import MuonAdamW
-    from omniglot_mtl.training import make_optimizer
+    from omniglot_mtl.core import params
+    from omniglot_mtl.models import backbones
+    from omniglot_mtl.models.inference import autocast
+    from omniglot_mtl.training.check import validate
+    from omniglot_mtl.training.loop import make_optimizer
+    from omniglot_mtl.training.muon import MuonAdamW
+    from omniglot_mtl.weighting import methods as weighting
 
     def odd_only(size):
         if size % 2 == 0:
@@ -159,13 +163,13 @@ def test_the_params_check_asks_the_registries_themselves(monkeypatch):
 
     monkeypatch.setitem(backbones.BACKBONES, "odd_only", odd_only)
     assert (
-        from_dict(Params, {"model": {"backbone": "odd_only"}, "data": {"image_size": 9}}, "").validate()
+        validate(from_dict(Params, {"model": {"backbone": "odd_only"}, "data": {"image_size": 9}}, ""))
         is None
     )
     with pytest.raises(
         ParamError, match=r"data.image_size: must be odd, got 10 \(model.backbone: odd_only\)$"
     ):
-        from_dict(Params, {"model": {"backbone": "odd_only"}, "data": {"image_size": 10}}, "").validate()
+        validate(from_dict(Params, {"model": {"backbone": "odd_only"}, "data": {"image_size": 10}}, ""))
     assert {name: list(weighting.hyperparameters(m)) for name, m in weighting.METHODS.items()} == {
         "static": [],
         "uncertainty": [],
@@ -191,7 +195,7 @@ def test_the_params_check_asks_the_registries_themselves(monkeypatch):
 
 
 def test_precision_auto_is_what_the_machine_computes_natively(monkeypatch, capsys):
-    from omniglot_mtl import devices
+    from omniglot_mtl.core import devices
 
     cpu = torch.device("cpu")
     for native, expected in ((True, "bf16"), (False, "fp32")):

@@ -24,9 +24,9 @@ from conftest import ENV, GIT_ID, ROOT, copy_project, documented, documented_lin
 from dvc.api import DVCFileSystem
 from filelock import FileLock
 
-from omniglot_mtl.checkpoints import load_checkpoint
-from omniglot_mtl.environment import PORTABLE_CAPS, cpu_model, usable_cpus
-from omniglot_mtl.recipe import merged
+from omniglot_mtl.core.environment import PORTABLE_CAPS, cpu_model, usable_cpus
+from omniglot_mtl.experiments.recipe import merged
+from omniglot_mtl.models.checkpoints import load_checkpoint
 
 TINY = {
     "data": {
@@ -330,7 +330,7 @@ def test_experiment_workflow(workspace):
     # Two commits with the same params and other code are two runs, and the table says what
     # differs: the code (a .py dependency's hash in their dvc.lock files).
     reset_to_head(repo)
-    with (repo / "src" / "omniglot_mtl" / "evaluate.py").open("a") as f:
+    with (repo / "src" / "omniglot_mtl" / "evaluation" / "evaluate.py").open("a") as f:
         f.write("\n# a change of code\n")
     assert ran(dvc(repo, "repro", env={"PYTHONPATH": str(repo / "src")}).stdout) == ["evaluate"]
     git(repo, "commit", "-qam", "a change of code")
@@ -579,8 +579,8 @@ def test_capping_after_torch_is_imported_is_refused():
     """A cap set after torch's import may reach one library and not another: refused."""
     code = (
         "import torch\n"
-        "from omniglot_mtl.environment import cap_instruction_sets\n"
-        "cap_instruction_sets(True)\n"
+        "from omniglot_mtl.core.environment import apply_cpu_portable\n"
+        "apply_cpu_portable(True)\n"
     )
     uncapped = {k: v for k, v in ENV.items() if k not in PORTABLE_CAPS}
     done = subprocess.run([sys.executable, "-c", code], env=uncapped, capture_output=True, text=True)
@@ -670,14 +670,14 @@ def test_docs_extending_examples_are_one_file_each_and_train_through_dvc(workspa
     page = (ROOT / "docs" / "extending.md").read_text()
     backbone, method = re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M)
     own_code = {"PYTHONPATH": str(repo / "src")}
-    with (repo / "src" / "omniglot_mtl" / "weighting.py").open("a") as f:
+    with (repo / "src" / "omniglot_mtl" / "weighting" / "methods.py").open("a") as f:
         f.write("\n\n" + method)
     out = dvc(repo, *documented("dvc exp run -S loss.method=max")[1:], env=own_code).stdout
-    # A new method changes weighting.py, which the multi-input model does not depend on.
+    # A new method changes the weighting folder, which the multi-input model does not depend on.
     assert ran(out) == ["check_params", "train_multi_output", "evaluate"]
     weights = json.loads((repo / "metrics" / "train_multi_output" / "metrics.json").read_text())["weight"]
     assert sorted(weights.values()) == [0.0, 1.0]  # one task at a time: the worst
-    with (repo / "src" / "omniglot_mtl" / "backbones.py").open("a") as f:
+    with (repo / "src" / "omniglot_mtl" / "models" / "backbones.py").open("a") as f:
         f.write("\n\n" + backbone)
     out = dvc(repo, *documented("dvc exp run -S model.backbone=mlp")[1:], env=own_code).stdout
     assert ran(out) == ["check_params", "train_multi_input", "train_multi_output", "evaluate"]

@@ -163,7 +163,7 @@ RUN_BY = {
         None,
     ),
     'srun torchrun --nnodes "$SLURM_NNODES" --nproc-per-node 4 --node-rank "$SLURM_NODEID" --master-addr '
-    '"$head" --master-port 29500 stages/train.py multi_output': ("not run: needs a SLURM cluster", None),
+    '"$head" --master-port 29500 stages/train_multi_output.py': ("not run: needs a SLURM cluster", None),
     "dvc commit train_multi_output": (
         "not run: records what an external torchrun wrote; dvc commit is DVC's own",
         None,

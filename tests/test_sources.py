@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, make_set
 
-from omniglot_mtl import download as download_stage
-from omniglot_mtl.download import download, download_zip
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.folder_source import folder_sets
-from omniglot_mtl.layout import Scan, scan_sets
-from omniglot_mtl.params import Data, ParamError, Synthetic
-from omniglot_mtl.sources import extract_zip, source_sets
+from omniglot_mtl.core.errors import InputError, ParamError
+from omniglot_mtl.core.params import Data, Synthetic
+from omniglot_mtl.data import download as download_stage
+from omniglot_mtl.data.download import download, download_zip
+from omniglot_mtl.data.folder_source import folder_sets
+from omniglot_mtl.data.layout import Scan, scan_sets
+from omniglot_mtl.data.sources import extract_zip, source_sets
 
 
 def fetch(data: Data, scratch: Path, **kwargs) -> Scan:
@@ -115,8 +115,8 @@ def test_folders_posing_as_drawings_and_symlinks_are_named(tmp_path):
 
 
 def test_the_params_check_reads_the_drawers_of_a_folder_or_its_zips_from_names(tmp_path):
-    from omniglot_mtl.folder_source import check_against_data, source_drawers
-    from omniglot_mtl.params import Split
+    from omniglot_mtl.core.params import Split
+    from omniglot_mtl.data.folder_source import check_against_data, source_drawers
 
     one_set = tmp_path / "images_background"
     make_set(one_set, {"A": 1, "B": 1}, drawers=4)
@@ -135,10 +135,17 @@ def test_the_params_check_reads_the_drawers_of_a_folder_or_its_zips_from_names(t
     (one_set / "A" / "character01" / "0001_09.png").symlink_to(tmp_path / "gone.png")
     (one_set / "B" / "character01" / "0002_09.png").mkdir()
     assert source_drawers(folder(one_set)) == {1, 2, 3, 4}
+    # The index stage's own rules, applied before DVC deletes anything: an upper-case suffix is a
+    # drawing, a character folder with none and an image named otherwise are refused.
+    (one_set / "B" / "character01" / "0002_05.PNG").write_bytes(b"")
+    assert source_drawers(folder(one_set)) == {1, 2, 3, 4, 5}
     empty = tmp_path / "empty" / "A" / "character01"
     empty.mkdir(parents=True)
     (empty / "notes.txt").write_text("x")
-    with pytest.raises(ParamError, match="data.folder: .* holds no drawings named <id>_<drawer>.png"):
+    with pytest.raises(InputError, match=f"^{empty}: character folder holds no drawings$"):
+        check_against_data(folder(tmp_path / "empty"))
+    (empty / "drawing.png").write_bytes(b"")
+    with pytest.raises(InputError, match=f"^{empty}/drawing.png: file name is not <id>_<drawer>"):
         check_against_data(folder(tmp_path / "empty"))
 
 

@@ -15,14 +15,17 @@ import torch
 import yaml
 from conftest import ROOT, run_stage
 
-from omniglot_mtl.checkpoints import load_checkpoint
-from omniglot_mtl.devices import available_devices
-from omniglot_mtl.environment import cpu_model
-from omniglot_mtl.errors import InputError
-from omniglot_mtl.index import index_and_pack
-from omniglot_mtl.params import Params, Split, from_dict
-from omniglot_mtl.synthetic import generate
-from omniglot_mtl.train import train_model
+from omniglot_mtl.core.devices import available_devices
+from omniglot_mtl.core.environment import cpu_model
+from omniglot_mtl.core.errors import InputError
+from omniglot_mtl.core.params import Params, Split, from_dict
+from omniglot_mtl.core.tasks import CHARACTER
+from omniglot_mtl.data.index import index_and_pack
+from omniglot_mtl.data.synthetic import generate
+from omniglot_mtl.models.checkpoints import load_checkpoint
+from omniglot_mtl.training.loop import OneTask
+from omniglot_mtl.training.train import train_model
+from omniglot_mtl.weighting.methods import from_params
 
 
 def params(**overrides) -> Params:
@@ -32,7 +35,8 @@ def params(**overrides) -> Params:
 
 def train(data: Path, out: Path, kind: str, p: Params, recorded=("seed", "device", "train", "model", "loss")):
     paths = (data / "packed", data / "index", out / f"{kind}.pt", out / f"metrics_{kind}")
-    return train_model(p, kind, *paths, recorded=recorded)
+    loss = OneTask(CHARACTER) if kind == "multi_input" else from_params(p.loss)
+    return train_model(p, kind, loss, *paths, recorded=recorded)
 
 
 def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
@@ -162,7 +166,7 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path):
 def test_missing_device_fails_the_stage_at_once(tmp_path):
     # cuda:99 exists on no machine, so this holds with or without a GPU.
     (tmp_path / "params.yaml").write_text("device: cuda:99\n")
-    result = run_stage("train.py", tmp_path, "multi_output")
+    result = run_stage("train_multi_output.py", tmp_path)
     assert result.returncode == 1
     here = ", ".join(available_devices())  # cpu, and a GPU machine's cuda, cuda:0, ...
     expected = f"error: params.yaml: device: 'cuda:99' is not available here; available: auto, {here}"
@@ -187,7 +191,7 @@ def test_training_in_a_repository_without_a_commit_says_what_to_do(data, tmp_pat
 
 
 def test_cosine_schedule_on_hand_computed_numbers():
-    from omniglot_mtl.training import lr_factor
+    from omniglot_mtl.training.loop import lr_factor
 
     # 2 warm-up steps of 10: 1/2, 2/2, then cos from 1 down to 0 over the remaining 8.
     factors = [lr_factor(s, total_steps=10, warmup_steps=2) for s in range(10)]
@@ -199,9 +203,9 @@ def test_cosine_schedule_on_hand_computed_numbers():
 
 
 def test_adamw_decays_weights_but_not_biases_norms_or_learned_loss_weights():
-    from omniglot_mtl.models import ModelConfig, build_model
-    from omniglot_mtl.training import make_optimizer
-    from omniglot_mtl.weighting import make_weighting
+    from omniglot_mtl.models.networks import ModelConfig, build_model
+    from omniglot_mtl.training.loop import make_optimizer
+    from omniglot_mtl.weighting.methods import make_weighting
 
     model = build_model(ModelConfig("multi_output", 3, 5, 16, "convnet"))
     weighting = make_weighting({"alphabet": 1.0, "character": 1.0}, "uncertainty")
@@ -217,7 +221,7 @@ def test_adamw_decays_weights_but_not_biases_norms_or_learned_loss_weights():
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_lr_follows_the_schedule_during_training(data, tmp_path, monkeypatch, optimizer):
-    from omniglot_mtl.muon import MuonAdamW
+    from omniglot_mtl.training.muon import MuonAdamW
 
     seen = []
     kind = {"adamw": torch.optim.AdamW, "muon": MuonAdamW}[optimizer]
@@ -296,10 +300,9 @@ def test_famo_moves_its_task_weights_during_training(data, tmp_path):
 
 def fit_directly(data: Path, weighting, epochs: int = 3, monkeypatch=None):
     """``fit`` on the synthetic set's multi-output model; returns (result, records, snapshots)."""
-    from omniglot_mtl.index import read_maps
-    from omniglot_mtl.models import ModelConfig, build_model
-    from omniglot_mtl.packed import load_split
-    from omniglot_mtl.training import fit
+    from omniglot_mtl.core.packed import load_split, read_maps
+    from omniglot_mtl.models.networks import ModelConfig, build_model
+    from omniglot_mtl.training.loop import fit
 
     alphabets, characters = read_maps(data / "index")
     torch.manual_seed(0)
@@ -317,8 +320,8 @@ def fit_directly(data: Path, weighting, epochs: int = 3, monkeypatch=None):
 
 
 def test_best_epoch_is_the_highest_mean_validation_accuracy_and_the_earliest_on_ties(data, monkeypatch):
-    from omniglot_mtl import training
-    from omniglot_mtl.weighting import LossWeighting
+    from omniglot_mtl.training import loop as training
+    from omniglot_mtl.weighting.methods import LossWeighting
 
     scripted = iter(
         [
@@ -337,8 +340,8 @@ def test_best_epoch_is_the_highest_mean_validation_accuracy_and_the_earliest_on_
 
 
 def test_best_epoch_follows_the_loss_weights_not_an_untrained_head(data, monkeypatch):
-    from omniglot_mtl import training
-    from omniglot_mtl.weighting import LossWeighting
+    from omniglot_mtl.training import loop as training
+    from omniglot_mtl.weighting.methods import LossWeighting
 
     scripted = iter(
         [
@@ -363,7 +366,7 @@ def test_best_epoch_follows_the_loss_weights_not_an_untrained_head(data, monkeyp
 
 
 def test_dwa_weights_through_fit_follow_the_logged_losses(data):
-    from omniglot_mtl.weighting import make_weighting
+    from omniglot_mtl.weighting.methods import make_weighting
 
     _, records, _ = fit_directly(data, make_weighting({"alphabet": 1.0, "character": 1.0}, "dwa"))
     tasks = ("alphabet", "character")
@@ -377,7 +380,7 @@ def test_dwa_weights_through_fit_follow_the_logged_losses(data):
 
 
 def test_normalize_through_fit_divides_by_the_running_mean_of_each_loss(data):
-    from omniglot_mtl.weighting import LossWeighting
+    from omniglot_mtl.weighting.methods import LossWeighting
 
     weighting = LossWeighting({"alphabet": 2.0, "character": 1.0}, normalize=True)
     seen = []
@@ -409,13 +412,13 @@ def fsize_limit(limit: int = 64 << 10):
 
 @pytest.mark.parametrize(
     "script, args, output",
-    [("train.py", ["multi_output"], "models/multi_output.pt"), ("index.py", [], "data/packed")],
+    [("train_multi_output.py", [], "models/multi_output.pt"), ("index.py", [], "data/packed")],
 )
 def test_a_failed_write_is_one_line_naming_the_output_and_leaves_nothing(
     data, tmp_path, script, args, output
 ):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"device": "cpu", "train": {"epochs": 1}}))
-    if script == "train.py":
+    if script == "train_multi_output.py":
         (tmp_path / "data").mkdir()
         for name in ("packed", "index"):
             (tmp_path / "data" / name).symlink_to(data / name)

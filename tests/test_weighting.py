@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from omniglot_mtl.weighting import METHODS, LossWeighting, make_weighting
+from omniglot_mtl.weighting.methods import METHODS, LossWeighting, make_weighting
 
 
 def losses(a: float, c: float, grad: bool = False) -> dict[str, torch.Tensor]:
