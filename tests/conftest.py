@@ -55,6 +55,7 @@ PROJECT_FILES = [
     "stages",
     "src",
     "data/external",
+    "models/.gitignore",  # the machine notes beside the checkpoints are not tracked
     ".dvc/config",
     ".dvc/plots",
 ]
@@ -123,7 +124,7 @@ def dvc(repo: Path, *args: str, check: bool = True, env: dict | None = None) -> 
 # -- Commands the documentation shows ------------------------------------------------------------
 DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PROGRAMS = ("dvc", "python", "python3", "pip", "git", "make", "omniglot-mtl-predict", "omniglot-mtl-recipe")
-PROGRAMS += ("omniglot-mtl-compare",)
+PROGRAMS += ("omniglot-mtl-compare", "omniglot-mtl-fingerprint")
 PROGRAMS += ("torchrun", "srun", "ruff", "pytest", "bash")
 
 

@@ -140,3 +140,23 @@ def test_delta_m_against_single_task_baselines_by_hand():
         InputError, match=r"Δm pairs each seed with its single-task baselines of the same seed"
     ):
         compare([*runs[:5], run("character-only2", 2, 0.0, 1.0, alphabet=0.05, character=0.50)])
+
+
+def test_a_leftover_single_seed_run_is_left_out_unless_named(capsys):
+    """Two settings over two seeds and one stray single-seed experiment: the stray is left out
+    with a note, and the rest compared; named by the user, it is refused instead."""
+    runs = [
+        run("a0", 0, 1.0, 1.0, 0.50, 0.40),
+        run("a1", 1, 1.0, 1.0, 0.55, 0.45),
+        run("b0", 0, 1.0, 2.0, 0.50, 0.50),
+        run("b1", 1, 1.0, 2.0, 0.55, 0.55),
+        run("stray", 0, 1.0, 3.0, 0.60, 0.60),
+    ]
+    result = compare(runs)
+    assert [g["runs"] for g in result["groups"]] == [["a0", "a1"], ["b0", "b1"]]
+    assert result["mode"] == "seeds"
+    assert capsys.readouterr().err == (
+        "note: loss.char_weight=3: one seed, so no spread to compare against; left out\n"
+    )
+    with pytest.raises(InputError, match=r"^loss.char_weight=3: one seed, so no spread"):
+        compare(runs, named=True)

@@ -298,6 +298,12 @@ def test_experiment_workflow(workspace):
     assert ran(dvc(repo, *documented("dvc exp run")[1:]).stdout) == []
     changed = dvc(repo, *documented("dvc params diff")[1:]).stdout
     assert re.search(r"loss\.char_weight\s+1\.0\s+2", changed), changed
+    # README's way back to the last commit, before its next experiments start from the workspace.
+    shell(repo, documented_line("git checkout -- params.yaml dvc.lock metrics && dvc checkout"))
+    assert git(repo, "status", "--porcelain") == ""
+    assert yaml.safe_load((repo / "params.yaml").read_text())["loss"]["char_weight"] == 1.0
+    assert json.loads((repo / "metrics" / "evaluate.json").read_text()) == baseline
+    assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
 
     # Is the difference real? Two runs, one seed each: the change and an exact McNemar test per
     # task, recomputed here from the per-image files; then the one-line refusals.

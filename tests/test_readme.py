@@ -83,7 +83,6 @@ RUN_BY = {
         REAL_DATA,
         None,
     ),
-    "python benchmarks/cpu_study.py isa ../shared/omniglot/images_background": (REAL_DATA, None),
     "python benchmarks/speedrun.py ../shared/omniglot/images_background --set train.epochs=16": (
         REAL_DATA,
         None,
@@ -107,10 +106,6 @@ RUN_BY = {
     "--vary loss.method=static,famo": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background -S cpu.portable=false "
     "--vary train.precision=fp32,bf16": (REAL_DATA, None),
-    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --vs-notebook --keep": (
-        REAL_DATA,
-        None,
-    ),
     "python benchmarks/cpu_study.py sharing ../shared/omniglot/images_background --repeat 3": (
         REAL_DATA,
         None,

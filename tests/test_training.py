@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import platform
 import resource
 import subprocess
@@ -442,3 +443,13 @@ def test_a_diverged_run_writes_no_checkpoint(data, tmp_path):
     with pytest.raises(InputError, match=r"^training diverged: the mean training loss of epoch 1 is "):
         train(data, tmp_path, "multi_input", params(train={"epochs": 2, "batch_size": 8, "lr": 1e30}))
     assert not (tmp_path / "multi_input.pt").exists() and not (tmp_path / "metrics_multi_input").exists()
+
+
+def test_a_busy_machine_is_named_in_one_line_and_an_idle_one_is_not(monkeypatch):
+    """The note reads the load average, which our own training holds at about one per thread."""
+    from omniglot_mtl.training import train as stage
+
+    for load, expected in ((2.1, None), (2.4, None), (3.2, "load average 3.2 on 2 CPUs")):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        note = stage.busy_note(cpus=2)
+        assert note is None if expected is None else (expected in note and "train.threads: 1" in note)

@@ -125,7 +125,7 @@ class Data:
                 "leave it at [background]",
             )
         # What a backbone needs besides (e.g. the convnet's 16 px) is the backbone's own rule,
-        # checked with model.backbone (Params.validate_registered).
+        # checked with model.backbone (training.check.check_registered).
         low, high = IMAGE_SIZES
         if not low <= self.image_size <= high:
             raise ParamError(f"{key}.image_size", f"must be between {low} and {high}, got {self.image_size}")
@@ -270,8 +270,8 @@ class Loss:
 
 @dataclass(frozen=True)
 class Cpu:
-    # Cap the instruction sets at AVX2 and train.threads: auto at 2, so that x86-64 CPUs of
-    # different families compute the same bytes (environment.py, docs/reproducibility.md).
+    # Arithmetic that Intel and AMD CPUs do alike, and train.threads: auto at 2, so that they
+    # compute the same bytes (environment.apply_cpu_portable, docs/reproducibility.md).
     portable: bool = True
 
 
@@ -333,7 +333,7 @@ def from_dict(cls, raw, key: str):
         raise ParamError(key or "(top level)", f"must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    if cls is Loss:  # a method's own section, loss.<method>: kept as given, checked by validate_registered
+    if cls is Loss:  # a method's own section, loss.<method>: kept as given, checked by training.check
         raw = dict(raw)
         if "methods" in raw:  # the field that holds those sections, not a key of params.yaml
             raise ParamError(_join(key, "methods"), "unknown key; a method's settings go in loss.<method>")
@@ -352,8 +352,10 @@ def from_signature(parameters: dict[str, inspect.Parameter], raw: dict, key: str
     """``raw`` converted by the annotations of the function ``parameters`` it will be passed to."""
     unknown = sorted(set(raw) - set(parameters))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], parameters, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
         known = ", ".join(parameters) or "none"
-        raise ParamError(_join(key, unknown[0]), f"unknown key (known: {known})")
+        raise ParamError(_join(key, unknown[0]), f"unknown key{hint} (known: {known})")
     return {
         name: _convert(parameters[name].annotation, value, _join(key, name)) for name, value in raw.items()
     }

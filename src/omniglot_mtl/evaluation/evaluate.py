@@ -28,7 +28,13 @@ from omniglot_mtl.core.errors import InputError
 from omniglot_mtl.core.packed import load_split, names_by_index, read_maps
 from omniglot_mtl.core.tasks import ALPHABET, CHARACTER, MAPS
 from omniglot_mtl.models.checkpoints import load_checkpoint
-from omniglot_mtl.models.inference import BOTH_HEADS, alphabet_log_probs, character_alphabet, predict
+from omniglot_mtl.models.inference import (
+    BOTH_HEADS,
+    alphabet_log_probs,
+    character_alphabet,
+    predict,
+    within_alphabet,
+)
 
 PER_IMAGE = "per_image"  # the folder of per-image results under the plots folder
 
@@ -89,6 +95,8 @@ def evaluate(
         if checkpoint[MAPS[ALPHABET]] != alphabets or checkpoint[MAPS[CHARACTER]] != characters:
             raise InputError(f"{path}: trained on other index maps than {index_dir}; retrain it (dvc repro)")
         logits = predict(model, test)
+        if ALPHABET in model.inputs:
+            logits[CHARACTER] = within_alphabet(logits[CHARACTER], true_alpha, char_to_alpha)
         metrics[kind] = {t: task_metrics(logits[t], test.labels[t]) for t in model.tasks}
         predicted[kind] = {t: logits[t].argmax(1) for t in model.tasks}
         correct = (logits[CHARACTER].argmax(1) == true_char).float()

@@ -11,8 +11,10 @@ others are still classified; the exit status is 1 if any image failed.
 """
 
 import argparse
+import difflib
 import glob
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,8 +24,15 @@ from omniglot_mtl.core.errors import InputError
 from omniglot_mtl.core.packed import PackedSplit, names_by_index
 from omniglot_mtl.core.tasks import ALPHABET, CHARACTER, MAPS, TASKS
 from omniglot_mtl.data.decode import decode
+from omniglot_mtl.data.layout import IMAGE_SUFFIXES
 from omniglot_mtl.models.checkpoints import load_checkpoint
-from omniglot_mtl.models.inference import BOTH_HEADS, alphabet_log_probs, character_alphabet, predict
+from omniglot_mtl.models.inference import (
+    BOTH_HEADS,
+    alphabet_log_probs,
+    character_alphabet,
+    predict,
+    within_alphabet,
+)
 
 
 def predict_files(
@@ -40,14 +49,7 @@ def predict_files(
         raise InputError(f"--top: must be >= 1, got {top}")
     model, checkpoint = load_checkpoint(checkpoint_path)
     if ALPHABET in model.inputs:
-        if alphabet not in checkpoint[MAPS[ALPHABET]]:
-            known = ", ".join(checkpoint[MAPS[ALPHABET]])
-            problem = (
-                f"{checkpoint_path} is a multi-input model, which needs the alphabet"
-                if alphabet is None
-                else f"{alphabet!r} is not an alphabet of {checkpoint_path}"
-            )
-            raise InputError(f"--alphabet: {problem}; name one of: {known}")
+        alphabet = match_alphabet(alphabet, list(checkpoint[MAPS[ALPHABET]]), checkpoint_path)
     elif alphabet is not None:
         raise InputError(
             f"--alphabet: {checkpoint_path} is a multi-output model, which predicts the alphabet; "
@@ -72,9 +74,11 @@ def predict_files(
     # The same batched path as evaluate and the training loop's validation, on uint8 images
     # made exactly as the index stage packs them.
     logits = predict(model, PackedSplit(batch, labels))
+    char_to_alpha = character_alphabet(checkpoint[MAPS[ALPHABET]], checkpoint[MAPS[CHARACTER]])
+    if ALPHABET in model.inputs:  # the characters of the given alphabet, as evaluate scores them
+        logits[CHARACTER] = within_alphabet(logits[CHARACTER], labels[ALPHABET], char_to_alpha)
     probabilities = {task: logits[task].softmax(1) for task in model.tasks}
     if ALPHABET in model.tasks:  # and the alphabet read from both heads, as evaluate scores it
-        char_to_alpha = character_alphabet(checkpoint[MAPS[ALPHABET]], checkpoint[MAPS[CHARACTER]])
         both = alphabet_log_probs(logits, char_to_alpha, checkpoint["alphabet_read_out"])
         probabilities[BOTH_HEADS] = both.exp()
         names[BOTH_HEADS] = names[ALPHABET]
@@ -82,21 +86,44 @@ def predict_files(
     for i, result in enumerate(readable):
         result["predictions"] = {}
         for task, probs in probabilities.items():
-            p, idx = probs[i].topk(min(top, probs.shape[1]))
+            p, idx = probs[i].topk(min(top, int((probs[i] > 0).sum())))  # none outside the alphabet
             result["predictions"][task] = [
                 (names[task][j], round(q, 4)) for j, q in zip(idx.tolist(), p.tolist(), strict=True)
             ]
     return results
 
 
+def match_alphabet(given: str | None, known: list[str], checkpoint_path: Path) -> str:
+    """The alphabet of ``known`` that ``given`` names, as people type it: any case, spaces for
+    underscores (``japanese (hiragana)`` is ``Japanese_(hiragana)``). Otherwise one line, with a
+    "did you mean" where one is close and a few of the names, not all of them."""
+
+    def plain(name: str) -> str:
+        return re.sub(r"[\s_-]+", "_", name.strip()).casefold()
+
+    by_plain = {plain(name): name for name in known}
+    if given is not None and plain(given) in by_plain:
+        return by_plain[plain(given)]
+    close = difflib.get_close_matches(plain(given or ""), list(by_plain), n=1, cutoff=0.6)
+    hint = f"did you mean {by_plain[close[0]]!r}? " if close else ""
+    some = ", ".join(known[:5]) + (f", ... ({len(known)} in all)" if len(known) > 5 else "")
+    problem = (
+        f"{checkpoint_path} is a multi-input model, which needs the alphabet"
+        if given is None
+        else f"{given!r} is not an alphabet of {checkpoint_path}"
+    )
+    raise InputError(f"--alphabet: {problem}; {hint}name one of: {some}")
+
+
 def expand(inputs: list[Path]) -> list[Path]:
-    """Files as given; a folder becomes the PNGs under it (sorted); a glob pattern that the shell
-    left alone (quoted, or on Windows) becomes its matches. A pattern matching nothing stays as
+    """Files as given; a folder becomes the images under it (sorted; the suffixes of
+    ``layout.IMAGE_SUFFIXES``, in any case); a glob pattern that the shell left alone (quoted, or
+    on Windows) becomes its matches. A pattern matching nothing stays as
     it is, to be reported as missing."""
     paths: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
+            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif any(c in str(item) for c in "*?[") and not item.exists():
             matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
             paths += matches or [item]
@@ -108,7 +135,7 @@ def expand(inputs: list[Path]) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path)
-    ap.add_argument("images", type=Path, nargs="+", help="PNG files, folders of them, or glob patterns")
+    ap.add_argument("images", type=Path, nargs="+", help="image files, folders of them, or glob patterns")
     ap.add_argument("--alphabet", help="the alphabet of the images (multi-input models)")
     ap.add_argument("--top", type=int, default=5, help="how many names to show per task (default 5)")
     ap.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")

@@ -317,8 +317,9 @@ def delta_m(groups: list[list[Run]], labels: list[str]) -> list[dict]:
     return out
 
 
-def compare(runs: list[Run]) -> dict:
-    """The comparison as plain data (what ``--json`` prints)."""
+def compare(runs: list[Run], named: bool = False) -> dict:
+    """The comparison as plain data (what ``--json`` prints). Among several seeds per setting, a
+    setting with one seed is left out with a note, unless the user ``named`` the runs."""
     groups, differing = group_runs(runs)
     described = [
         {"label": label(g, differing), "runs": [r.name for r in g], "seeds": [r.seed for r in g]}
@@ -340,6 +341,10 @@ def compare(runs: list[Run]) -> dict:
             "delta_m": delta_m(groups, labels),
         }
     single = [d["label"] for d, g in zip(described, groups, strict=True) if len(g) == 1]
+    if single and not named and len(groups) - len(single) >= 2:  # a leftover run: compare the rest
+        for name in single:
+            print(f"note: {name}: one seed, so no spread to compare against; left out", file=sys.stderr)
+        return compare([r for g in groups if len(g) > 1 for r in g], named)
     if single:
         raise InputError(
             f"{'; '.join(single)}: one seed, so no spread to compare against; queue more seeds "
@@ -531,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     flags += ["--rev", args.rev] if args.rev else []
 
     def run() -> None:
-        result = compare(load(Path.cwd(), args.experiments, flags))
+        result = compare(load(Path.cwd(), args.experiments, flags), named=bool(args.experiments))
         if args.delta_m and not result["delta_m"]:
             raise InputError(
                 "--delta-m: no multi-task group has both single-task baselines among these runs; run "

@@ -1,6 +1,8 @@
 """Batched inference, the one path from a trained model to logits: the training loop's
-validation, the ``evaluate`` stage and the predict command all use :func:`predict`. And the
-multi-output model's alphabet read from both of its heads (:func:`alphabet_log_probs`)."""
+validation, the ``evaluate`` stage and the predict command all use :func:`predict`. And how
+evaluate and predict read the logits out: the multi-input model's characters within the given
+alphabet (:func:`within_alphabet`), the multi-output model's alphabet from both of its heads
+(:func:`alphabet_log_probs`)."""
 
 import contextlib
 
@@ -79,6 +81,16 @@ def character_alphabet(alphabets: dict[str, int], characters: dict[str, int]) ->
     for name, i in characters.items():
         table[i] = alphabets[name.split("/", 1)[0]]
     return table
+
+
+def within_alphabet(
+    logits: torch.Tensor, alphabet: torch.Tensor, char_to_alpha: torch.Tensor
+) -> torch.Tensor:
+    """The multi-input model's character logits with each character outside the image's given
+    alphabet at -inf: the model is told the alphabet, so its answer lies in it. Evaluate and
+    predict read it out so; its top-1 accuracy can only gain, the true character being inside."""
+    outside = char_to_alpha.to(logits.device)[None, :] != alphabet[:, None]
+    return logits.masked_fill(outside, float("-inf"))
 
 
 def alphabet_log_probs(

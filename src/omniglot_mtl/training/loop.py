@@ -1,7 +1,7 @@
 """The one training loop, for both models: what differs (inputs, heads, loss weighting) is
 carried by the model (``inputs``, ``tasks``) and the loss weighting passed in: a
 :class:`~omniglot_mtl.weighting.methods.LossWeighting` for the multi-output model, :class:`OneTask` for the
-multi-input one (so that its stage does not depend on weighting.py).
+multi-input one (so that its stage does not depend on the weighting folder).
 
 Batches are made by indexing one uint8 tensor that already lives on the device; there is no
 DataLoader, no per-sample Python and no PNG decoding here.
@@ -281,6 +281,10 @@ def fit(
         record |= weighting.records()
         on_epoch(epoch, record)
         bar.set_postfix({f"val_{t}": f"{v:.3f}" for t, v in val_acc.items()})
+        if bar.disable and world.main:  # no bar where the output is not a terminal: a line instead
+            losses = ", ".join(f"{t} {v:.4f}" for t, v in mean_loss.items())
+            accuracies = ", ".join(f"{t} {v:.3f}" for t, v in val_acc.items())
+            print(f"epoch {epoch}/{cfg.epochs}: train loss {losses}; val accuracy {accuracies}", flush=True)
         if not best_val or selection_score(val_acc, weighting) > selection_score(best_val, weighting):
             best_epoch, best_val = epoch, val_acc
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

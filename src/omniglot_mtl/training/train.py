@@ -6,6 +6,7 @@ so that only the multi-output stage depends on the weighting methods (dvc.yaml).
 """
 
 import dataclasses
+import os
 import resource
 import sys
 from pathlib import Path
@@ -53,6 +54,26 @@ def train_stage(params: Params, kind: str, loss: nn.Module, project: Path) -> No
     print(
         f"{kind}: best epoch {result.best_epoch}, val accuracy {val}, "
         f"{result.images_per_s:.0f} training images/s{over}, peak memory {peak_mb:.0f} MB{each}"
+    )
+    note = busy_note()
+    if note:
+        print(note)
+
+
+def busy_note(cpus: int | None = None) -> str | None:
+    """A line saying so when other processes took this machine's CPUs while it trained: over the
+    last minute its load average (our own threads, one per CPU, count about the CPUs) went past
+    the CPUs by more than half a busy process. Two threads that share their cores with another
+    process wait on each other at every operation: 3x slower or worse (docs/distributed.md,
+    "Sharing a machine"). It only prints: the thread count, and so the bytes, stay as they are."""
+    cpus = cpus or os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load <= cpus + 0.5:
+        return None
+    return (
+        f"note: this machine was busy while training (load average {load:.1f} on {cpus} CPUs), which "
+        "can make it several times slower; stop the other jobs, or set train.threads: 1 "
+        "(docs/distributed.md#sharing-a-machine)"
     )
 
 
