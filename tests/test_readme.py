@@ -106,12 +106,6 @@ RUN_BY = {
     "--vary loss.method=static,famo": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background -S cpu.portable=false "
     "--vary train.precision=fp32,bf16": (REAL_DATA, None),
-    "python benchmarks/cpu_study.py sharing ../shared/omniglot/images_background --repeat 3": (
-        REAL_DATA,
-        None,
-    ),
-    "python benchmarks/accuracy_study.py errors": (REAL_DATA, None),
-    "python benchmarks/accuracy_study.py trials ../shared/omniglot/images_background": (REAL_DATA, None),
     "make bench DATA=path/to/images_background": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
     "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/pipeline_time.py "
