@@ -31,7 +31,6 @@ def test_multi_output_is_the_notebook_network():
 
 
 def test_same_seed_same_initial_weights_and_state_dict_as_the_notebook():
-    # The fast layout inside (channels-last, transposed Linear weight) does not show outside.
     torch.manual_seed(0)
     ref = NotebookMultiOutput(5, 7)
     torch.manual_seed(0)
@@ -49,38 +48,6 @@ def test_sizes_come_from_the_config():
     assert out["alphabet"].shape == (2, 3) and out["character"].shape == (2, 11)
     assert model.image_layer[4].in_features == 16 * 10 * 10
     assert model.inputs == ("image",) and model.tasks == ("alphabet", "character")
-
-
-def test_cpu_elu_matches_torch_elu_in_value_and_gradient():
-    from omniglot_mtl.models.backbones import ELU
-
-    torch.manual_seed(0)
-    x = (3 * torch.randn(8, 16, 6, 6)).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_()
-    ref = x.detach().clone().requires_grad_()
-    grad = torch.randn_like(x)
-    ours, theirs = ELU()(x), nn.functional.elu(ref)
-    ours.backward(grad)
-    theirs.backward(grad)
-    assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
-    assert torch.allclose(x.grad, ref.grad, atol=1e-6, rtol=0)
-    assert ours.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_cpu_elu_in_bf16_is_within_bf16_rounding_of_the_exact_elu():
-    """Under ``train.precision: bf16`` the ELU receives bfloat16 maps. Its output may differ
-    from the exact ELU (float64) by bf16's rounding, relative 2^-8, and no more; ``exp(x) - 1``
-    computed in bf16 failed this by a factor of 256 (small negative inputs came out 0)."""
-    from omniglot_mtl.models.backbones import ELU
-
-    x = torch.cat([-torch.logspace(-6, 0.5, 2001), torch.logspace(-6, 0.5, 2001)])
-    x = x.to(torch.bfloat16).reshape(1, 2, 2001, 1).contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours = ELU()(x)
-    exact = nn.functional.elu(x.double())
-    rel = ((ours.double() - exact).abs() / exact.abs()).max().item()
-    assert ours.dtype == torch.bfloat16
-    assert rel <= 2**-8, rel
 
 
 def test_convnet_sizes_its_heads_from_the_backbone():

@@ -37,30 +37,26 @@ def operations() -> dict[str, str]:
     import torch
     import torch.nn.functional as F
 
-    from omniglot_mtl.models.backbones import ELU
     from omniglot_mtl.models.networks import ModelConfig, build_model
 
     g = torch.Generator().manual_seed(0)
 
-    def rand(*shape, scale=1.0, grad=False, channels_last=False):
-        t = torch.randn(*shape, generator=g) * scale
-        if channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t.requires_grad_(grad)
+    def rand(*shape, scale=1.0, grad=False):
+        return (torch.randn(*shape, generator=g) * scale).requires_grad_(grad)
 
     found = {}
     image = torch.rand(BATCH, 1, SIZE, SIZE, generator=g)
     kernel, bias = rand(16, 1, 3, 3, scale=0.3, grad=True), rand(16, scale=0.1, grad=True)
     conv = F.conv2d(image, kernel, bias, padding=1)
-    conv.backward(rand(*conv.shape, channels_last=True))
+    conv.backward(rand(*conv.shape))
     found["conv2d"] = digest(conv)
     found["conv2d.grad_weight"] = digest(kernel.grad, bias.grad)
-    maps = rand(BATCH, 16, SIZE, SIZE, grad=True, channels_last=True)
+    maps = rand(BATCH, 16, SIZE, SIZE, grad=True)
     pooled = F.max_pool2d(maps, 2)
-    pooled.backward(rand(*pooled.shape, channels_last=True))
+    pooled.backward(rand(*pooled.shape))
     found["max_pool2d"] = digest(pooled, maps.grad)
     pre = rand(BATCH, 16, SIZE // 2, SIZE // 2, grad=True)
-    elu = ELU()(pre)
+    elu = F.elu(pre)
     elu.backward(rand(*elu.shape))
     found["elu"] = digest(elu, pre.grad)
     flat, weight = rand(BATCH, 16 * 32 * 32, grad=True), rand(16 * 32 * 32, 128, scale=0.01, grad=True)
