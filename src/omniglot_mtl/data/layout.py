@@ -6,8 +6,8 @@ would refuse the params check refuses first. A drawing is an image file (:data:`
 any case: ``0709_01.PNG`` is one) named ``<id>_<drawer>``; entries that are not drawings (OS
 metadata, READMEs, a folder named like a drawing, a symlink to a folder) are skipped, counted
 and named; an image whose name breaks the pattern or a character folder with no drawings is an
-error. Symlinks to files are read as
-the files they point to; symlinks to folders are not followed.
+error. Symlinks to files are read as the files they point to; symlinks to folders are not
+followed.
 """
 
 import os

@@ -3,9 +3,10 @@
     omniglot-mtl-predict models/multi_output.pt drawing.png [more.png folder/ "*.png" ...] [--top 5] [--json]
     omniglot-mtl-predict models/multi_input.pt drawing.png --alphabet Latin
 
-Images are prepared exactly as for training (grayscale, resized to the checkpoint's size) and
-scored by the same batched inference as the evaluate stage. The multi-input model needs the
-alphabet, by name; the multi-output model predicts it. Prints the top predictions per image (or
+Images (any kind the index reads: docs/data.md) are prepared exactly as for training (the one
+decoder, resized to the checkpoint's size) and scored by the same batched inference as the
+evaluate stage. The multi-input model needs the alphabet, by name, and answers within it; the
+multi-output model predicts it. Prints the top predictions per image (or
 a JSON list with --json); an image that cannot be read is reported on stderr, one line, and the
 others are still classified; the exit status is 1 if any image failed.
 """
