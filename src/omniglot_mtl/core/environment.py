@@ -47,8 +47,8 @@ def apply_cpu_portable(portable: bool) -> None:
     an Intel Xeon and an AMD EPYC wrote other weights (``omniglot-mtl-fingerprint`` names the
     operations a CPU computes otherwise). A stage calls this right after reading its params,
     before anything imports torch: a variable set later may be read too late by one library and
-    in time by another.
-    On a CPU that is not x86-64 (an ARM Mac) there is nothing to cap; threads are still fixed.
+    in time by another. On a CPU that is not x86-64 (an ARM Mac) there is nothing to cap;
+    threads are still fixed.
     """
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     if not portable or not x86:

@@ -83,11 +83,14 @@ def predict_files(
         both = alphabet_log_probs(logits, char_to_alpha, checkpoint["alphabet_read_out"])
         probabilities[BOTH_HEADS] = both.exp()
         names[BOTH_HEADS] = names[ALPHABET]
+    shown = {task: probs.shape[1] for task, probs in probabilities.items()}  # at most, per task
+    if ALPHABET in model.inputs:  # no character outside the given alphabet
+        shown[CHARACTER] = int((char_to_alpha == labels[ALPHABET][0]).sum())
     readable = [result for result in results if "error" not in result]  # in the order of `decoded`
     for i, result in enumerate(readable):
         result["predictions"] = {}
         for task, probs in probabilities.items():
-            p, idx = probs[i].topk(min(top, int((probs[i] > 0).sum())))  # none outside the alphabet
+            p, idx = probs[i].topk(min(top, shown[task]))
             result["predictions"][task] = [
                 (names[task][j], round(q, 4)) for j, q in zip(idx.tolist(), p.tolist(), strict=True)
             ]

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from omniglot_mtl.core.environment import PORTABLE_THREADS, apply_cpu_portable, cpu_model
+from omniglot_mtl.core.tasks import CHARACTER
 
 EXPECTED = Path(__file__).with_name("fingerprint.json")
 BATCH, SIZE, ALPHABETS, CHARACTERS = 32, 64, 8, 96
@@ -37,7 +38,9 @@ def operations() -> dict[str, str]:
     import torch
     import torch.nn.functional as F
 
+    from omniglot_mtl.core.params import Train
     from omniglot_mtl.models.networks import ModelConfig, build_model
+    from omniglot_mtl.training.loop import OneTask, make_optimizer
 
     g = torch.Generator().manual_seed(0)
 
@@ -70,7 +73,8 @@ def operations() -> dict[str, str]:
     for kind in ("multi_input", "multi_output"):
         torch.manual_seed(0)
         model = build_model(ModelConfig(kind, ALPHABETS, CHARACTERS, SIZE))
-        adam = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as training's
+        # The default params' optimizer, as the training loop makes it (no loss weighting's own).
+        adam = make_optimizer(model, OneTask(CHARACTER), Train(), torch.device("cpu"))
         batch = {
             "image": torch.rand(BATCH, 1, SIZE, SIZE, generator=g),
             "alphabet": torch.randint(0, ALPHABETS, (BATCH,), generator=g),
