@@ -116,13 +116,13 @@ def study_params(overrides: list[str], recipe: Path | None = None):
     from omniglot_mtl.core.devices import resolve_precision
     from omniglot_mtl.core.params import Params, as_dict, from_dict
     from omniglot_mtl.experiments.recipe import merged, read_recipe
-    from omniglot_mtl.training.check import validate
+    from omniglot_mtl.training.check import check_registered
 
     values = as_dict(Params())
     if recipe:
         values = merged(values, read_recipe(recipe))
-    params = from_dict(Params, set_params(values, overrides), "")
-    validate(params)
+    params = from_dict(set_params(values, overrides))
+    check_registered(params)
     precision = resolve_precision(params.train.precision, torch.device("cpu"))
     return dataclasses.replace(params, train=dataclasses.replace(params.train, precision=precision))
 

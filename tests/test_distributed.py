@@ -13,7 +13,7 @@ from conftest import ROOT, documented
 from torch import nn
 
 from omniglot_mtl.core.errors import InputError, ParamError
-from omniglot_mtl.core.params import Params, from_dict
+from omniglot_mtl.core.params import from_dict
 from omniglot_mtl.training.distributed import World, threads_per_process
 from omniglot_mtl.training.loop import fit
 from omniglot_mtl.weighting.methods import LossWeighting
@@ -107,7 +107,7 @@ def test_two_nodes_as_readme_starts_them_rank_0_writes(data, tmp_path):
 
 
 def test_bad_distributed_setups_fail_with_one_line(data, tmp_path):
-    odd = from_dict(Params, {"train": {"batch_size": 9}}, "")
+    odd = from_dict({"train": {"batch_size": 9}})
     with pytest.raises(
         InputError, match=r"^params.yaml: train.batch_size: 9 is not a multiple of the number of pro"
     ):
@@ -149,7 +149,7 @@ def test_threads_auto_is_this_machines_cpus_shared_by_its_processes(monkeypatch)
         (0, "train.threads: must be auto or a number from 1 to 1024, got 0"),
         (2**40, "train.threads: must be auto or a number from 1 to 1024, got 1099511627776"),
         ("fast", "train.threads: must be auto or a number from 1 to 1024, got 'fast'"),
-        (1.5, "train.threads: must be an integer or a string, got 1.5"),
+        (1.5, "train.threads: must be auto or a number from 1 to 1024, got 1.5"),
     ):
         with pytest.raises(ParamError, match=f"^params.yaml: {message}$"):
-            from_dict(Params, {"train": {"threads": bad}}, "").validate()
+            from_dict({"train": {"threads": bad}})

@@ -12,7 +12,7 @@ from PIL import Image
 from test_fuzz import png as png_header
 
 from omniglot_mtl.core.errors import InputError
-from omniglot_mtl.core.params import Params, Split, from_dict
+from omniglot_mtl.core.params import Split, from_dict
 from omniglot_mtl.core.tasks import CHARACTER
 from omniglot_mtl.data.index import index_and_pack
 from omniglot_mtl.data.synthetic import generate
@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
     index_and_pack(
         {"synthetic": root / "raw" / "synthetic"}, Split((6,), (7,)), 20, root / "index", root / "packed"
     )
-    params = from_dict(Params, {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}}, "")
+    params = from_dict({"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}})
     paths = {}
     for kind in ("multi_input", "multi_output"):
         paths[kind] = root / f"{kind}.pt"

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from omniglot_mtl.core.errors import InputError, ParamError
-from omniglot_mtl.core.params import Params, from_dict
+from omniglot_mtl.core.params import from_dict
 from omniglot_mtl.data.decode import MAX_SIDE, decode
 from omniglot_mtl.data.layout import scan_sets
 from omniglot_mtl.experiments.recipe import flatten
-from omniglot_mtl.training.check import validate
+from omniglot_mtl.training.check import check_registered
 from omniglot_mtl.training.loop import make_optimizer
 from omniglot_mtl.weighting.methods import make_weighting
 
@@ -192,8 +192,8 @@ def test_params_at_any_value_load_or_fail_naming_a_key(changes):
             node = node[part]
         node[last] = value
     try:
-        params = from_dict(Params, raw, "")
-        validate(params)
+        params = from_dict(raw)
+        check_registered(params)
     except ParamError as err:
         assert str(err).startswith(f"params.yaml: {err.key}: ") and "\n" not in str(err)
         assert err.key.split(".")[0].split("[")[0] in PARAMS, err

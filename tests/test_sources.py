@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, make_set
 
 from omniglot_mtl.core.errors import InputError, ParamError
-from omniglot_mtl.core.params import Data, Synthetic
+from omniglot_mtl.core.params import Data, Synthetic, from_dict
 from omniglot_mtl.data import download as download_stage
 from omniglot_mtl.data.download import download, download_zip
 from omniglot_mtl.data.folder_source import folder_sets
@@ -183,7 +183,7 @@ def test_data_sets_is_refused_where_a_single_set_makes_it_meaningless(tmp_path):
     with pytest.raises(ParamError, match="data.sets: .* does not apply"):
         folder_sets(folder(evaluation, ("background", "evaluation")))
     with pytest.raises(ParamError, match=r"data.sets: \['evaluation'\] does not apply to source synthetic"):
-        Data(sets=("evaluation",)).validate("data")
+        from_dict({"data": {"sets": ["evaluation"]}})
 
 
 def test_the_default_folder_as_committed_is_refused_before_anything_runs():

@@ -31,7 +31,7 @@ from omniglot_mtl.weighting.methods import from_params
 
 def params(**overrides) -> Params:
     raw = {"device": "cpu", "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}} | overrides
-    return from_dict(Params, raw, "")
+    return from_dict(raw)
 
 
 def train(data: Path, out: Path, kind: str, p: Params, recorded=("seed", "device", "train", "model", "loss")):
@@ -439,9 +439,11 @@ def test_a_failed_write_is_one_line_naming_the_output_and_leaves_nothing(
 
 
 def test_a_diverged_run_writes_no_checkpoint(data, tmp_path):
-    # A learning rate at the edge of what Adam takes: the loss is NaN after the first steps.
-    with pytest.raises(InputError, match=r"^training diverged: the mean training loss of epoch 1 is "):
-        train(data, tmp_path, "multi_input", params(train={"epochs": 2, "batch_size": 8, "lr": 1e30}))
+    # The largest learning rate and weight decay the params check takes: the loss is 4e27 in
+    # epoch 1 and NaN in epoch 2.
+    train_cfg = {"epochs": 2, "batch_size": 8, "lr": 10.0, "optimizer": "adamw", "weight_decay": 1.0}
+    with pytest.raises(InputError, match=r"^training diverged: the mean training loss of epoch 2 is "):
+        train(data, tmp_path, "multi_input", params(train=train_cfg))
     assert not (tmp_path / "multi_input.pt").exists() and not (tmp_path / "metrics_multi_input").exists()
 
 

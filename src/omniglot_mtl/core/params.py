@@ -1,20 +1,34 @@
-"""params.yaml as frozen dataclasses, validated once when a stage starts.
+"""params.yaml as frozen dataclasses that pydantic validates when a stage reads them.
 
-A wrong value fails here with one line that names its key, e.g.
-``params.yaml: train.lr: must be > 0, got -1``.
+Each field's annotation is its rule: a strict type (YAML's ``true`` is no integer, ``"3"`` no
+number) and a range, or a check against the fields above it. A wrong value fails with one
+line that names its key, e.g. ``params.yaml: train.lr: must be > 0, got -1``: :func:`fault`
+turns pydantic's first error into that line.
 """
 
-import contextlib
-import dataclasses
 import difflib
 import inspect
-import math
-import types
-import typing
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import field, fields, is_dataclass
 from pathlib import Path
+from typing import Annotated
 
+import pydantic
 import yaml
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from omniglot_mtl.core.errors import InputError, ParamError
 from omniglot_mtl.core.tasks import ALPHABET, CHARACTER
@@ -37,31 +51,101 @@ MAX_HIDDEN = 65536  # a head's hidden width: on the convnet's 1,024 features, 25
 # 2^31, and 100,000 threads crashed the process at exit.
 MAX_WORKERS = 1024
 
+# Unknown keys are errors; .inf and .nan are no number any consumer takes; a default obeys the
+# rules too (muon_lr: 0 with optimizer: muon is refused).
+CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
-def one_of(key: str, value, choices) -> None:
-    """Refuse ``value`` unless it is one of ``choices``, suggesting the closest one."""
+
+def show(value) -> str:
+    """A value as an error message quotes it: floats short, lists as YAML wrote them."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        value = list(value)
+    return repr(value)
+
+
+def rule(test: Callable[..., bool], message: str) -> AfterValidator:
+    """A field's check: ``message`` (``{value}`` is the value given) unless ``test(value)``."""
+
+    def check(value):
+        if not test(value):
+            raise ValueError(message.format(value=show(value)))
+        return value
+
+    return AfterValidator(check)
+
+
+def between(low: float, high: float) -> AfterValidator:
+    return rule(lambda v: low <= v <= high, f"must be between {low:g} and {high:g}, got {{value}}")
+
+
+def not_one_of(value, choices) -> str | None:
+    """Why ``value`` is not one of ``choices`` (suggesting the closest one), or None if it is."""
     if value in choices:
-        return
+        return None
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ParamError(key, f"must be one of {list(choices)}, got {value!r}{hint}")
+    return f"must be one of {list(choices)}, got {value!r}{hint}"
 
 
-@dataclass(frozen=True)
+def one_of(key: str, value, choices) -> None:
+    """Refuse ``value`` unless it is one of ``choices``: the registries' names (training.check)."""
+    message = not_one_of(value, choices)
+    if message:
+        raise ParamError(key, message)
+
+
+def choice(choices) -> AfterValidator:
+    def check(value):
+        message = not_one_of(value, choices)
+        if message:
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+Seed = Annotated[
+    StrictInt,
+    rule(
+        lambda v: 0 <= v <= MAX_SEED,
+        "must be between 0 and 2^64 - 1 (what torch and numpy take), got {value}",
+    ),
+]
+Drawers = Annotated[
+    tuple[StrictInt, ...],
+    rule(len, "must list at least one drawer"),
+    rule(lambda ds: all(d >= 1 for d in ds), "drawer numbers start at 1, got {value}"),
+]
+Weight = Annotated[
+    StrictFloat,
+    # Only the weights' ratio matters to Adam; the total is summed in float32, where a weight
+    # below 1e-6 of the other vanishes and one far above 1e6 overflows.
+    rule(
+        lambda v: v == 0 or 1 / MAX_WEIGHT <= v <= MAX_WEIGHT,
+        f"must be 0 or between {1 / MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got {{value}}",
+    ),
+]
+
+
+def check_threads(value: int | str) -> int | str:
+    if value == "auto" or (type(value) is int and 1 <= value <= MAX_WORKERS):
+        return value
+    raise ValueError(f"must be auto or a number from 1 to {MAX_WORKERS}, got {value!r}")
+
+
+@dataclass(frozen=True, config=CONFIG)
 class Split:
-    val_drawers: tuple[int, ...] = (15, 16, 17)
-    test_drawers: tuple[int, ...] = (18, 19, 20)
+    val_drawers: Drawers = (15, 16, 17)
+    test_drawers: Drawers = (18, 19, 20)
 
-    def validate(self, key: str) -> None:
-        for name in ("val_drawers", "test_drawers"):
-            drawers = getattr(self, name)
-            if not drawers:
-                raise ParamError(f"{key}.{name}", "must list at least one drawer")
-            if any(d < 1 for d in drawers):
-                raise ParamError(f"{key}.{name}", f"drawer numbers start at 1, got {list(drawers)}")
+    @model_validator(mode="after")
+    def _apart(self):
         both = sorted(set(self.val_drawers) & set(self.test_drawers))
         if both:
-            raise ParamError(key, f"drawer(s) {both} listed in both val_drawers and test_drawers")
+            raise ValueError(f"drawer(s) {both} listed in both val_drawers and test_drawers")
+        return self
 
     def check_drawers(self, present: set[int]) -> None:
         """Refuse a split the data cannot fill: a val or test drawer no drawing is by, or no
@@ -76,74 +160,74 @@ class Split:
             raise ParamError("data.split", "val and test take every drawer; none is left to train")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Synthetic:
     """Size of the procedural data set that ``data.source: synthetic`` generates."""
 
-    alphabets: int = 8
-    characters: int = 12  # per alphabet
-    drawers: int = 20
+    alphabets: Annotated[StrictInt, Field(ge=2)] = 8
+    characters: Annotated[StrictInt, Field(ge=2)] = 12  # per alphabet
+    drawers: Annotated[StrictInt, between(3, 99)] = 20
     # The data's own seed, apart from the training ``seed``: a seed sweep retrains on the same data.
-    seed: int = 0
-
-    def validate(self, key: str) -> None:
-        for name in ("alphabets", "characters"):
-            if getattr(self, name) < 2:
-                raise ParamError(f"{key}.{name}", f"must be >= 2, got {getattr(self, name)}")
-        if not 3 <= self.drawers <= 99:
-            raise ParamError(f"{key}.drawers", f"must be between 3 and 99, got {self.drawers}")
-        check_seed(f"{key}.seed", self.seed)
+    seed: Seed = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Data:
-    source: str = "synthetic"  # synthetic | omniglot | folder
-    folder: str = "data/external"  # source: folder; a dependency of index whatever the source
-    sets: tuple[str, ...] = ("background",)
-    mirror: str = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python"
-    image_size: int = 64
+    source: StrictStr = "synthetic"  # synthetic | omniglot | folder
+    folder: Annotated[StrictStr, rule(bool, "is empty; it names a folder (default data/external)")] = (
+        "data/external"  # source: folder; a dependency of index whatever the source
+    )
+    sets: Annotated[
+        tuple[StrictStr, ...],
+        rule(
+            lambda s: s and set(s) <= set(OMNIGLOT_SETS) and len(set(s)) == len(s),
+            f"must list some of {list(OMNIGLOT_SETS)}, each once, got {{value}}",
+        ),
+    ] = ("background",)
+    mirror: StrictStr = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python"
+    # What a backbone needs besides (e.g. the convnet's 16 px) is the backbone's own rule,
+    # checked with model.backbone (training.check.check_registered).
+    image_size: Annotated[StrictInt, between(*IMAGE_SIZES)] = 64
     split: Split = field(default_factory=Split)
     synthetic: Synthetic = field(default_factory=Synthetic)
 
-    def validate(self, key: str) -> None:
-        if self.source not in SOURCES:
-            hint = ""
-            if "/" in self.source or "\\" in self.source:  # a path, as data.source once took
-                hint = f"; for a folder, set {key}.source: folder and {key}.folder: {self.source}"
-            raise ParamError(f"{key}.source", f"must be one of {list(SOURCES)}, got {self.source!r}{hint}")
-        if not self.folder:
-            raise ParamError(f"{key}.folder", "is empty; it names a folder (default data/external)")
-        unknown = [s for s in self.sets if s not in OMNIGLOT_SETS]
-        if unknown or not self.sets or len(set(self.sets)) != len(self.sets):
-            raise ParamError(
-                f"{key}.sets", f"must list some of {list(OMNIGLOT_SETS)}, each once, got {list(self.sets)}"
+    @field_validator("source")
+    @classmethod
+    def _source(cls, source: str) -> str:
+        message = not_one_of(source, SOURCES)
+        if message and ("/" in source or "\\" in source):  # a path, as data.source once took
+            folder = f"for a folder, set data.source: folder and data.folder: {source}"
+            message = f"{message.split('; did')[0]}; {folder}"
+        if message:
+            raise ValueError(message)
+        return source
+
+    @field_validator("sets")
+    @classmethod
+    def _one_set(cls, sets: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.data.get("source") == "synthetic" and sets != ("background",):
+            raise ValueError(
+                f"{list(sets)} does not apply to source synthetic, which makes one set; "
+                "leave it at [background]"
             )
-        if self.source == "synthetic" and self.sets != ("background",):
-            raise ParamError(
-                f"{key}.sets",
-                f"{list(self.sets)} does not apply to source synthetic, which makes one set; "
-                "leave it at [background]",
-            )
-        # What a backbone needs besides (e.g. the convnet's 16 px) is the backbone's own rule,
-        # checked with model.backbone (training.check.check_registered).
-        low, high = IMAGE_SIZES
-        if not low <= self.image_size <= high:
-            raise ParamError(f"{key}.image_size", f"must be between {low} and {high}, got {self.image_size}")
-        self.split.validate(f"{key}.split")
-        self.synthetic.validate(f"{key}.synthetic")
-        if self.source == "synthetic":  # its size is known here: the index's arrays, in memory
-            synthetic = self.synthetic
+        return sets
+
+    @field_validator("synthetic")
+    @classmethod
+    def _fits_memory(cls, synthetic: Synthetic, info: ValidationInfo) -> Synthetic:
+        # Its size is known here: the index's arrays, in memory.
+        size = info.data.get("image_size")
+        if info.data.get("source") == "synthetic" and size:
             images = synthetic.alphabets * synthetic.characters * synthetic.drawers
-            if images * self.image_size**2 > MAX_INDEX_BYTES:
-                gb = images * self.image_size**2 / 2**30
-                raise ParamError(
-                    f"{key}.synthetic",
-                    f"{images:,} drawings of {self.image_size}^2 bytes would hold {gb:,.0f} GiB in memory; "
-                    f"at most {MAX_INDEX_BYTES / 2**30:g} GiB",
+            if images * size**2 > MAX_INDEX_BYTES:
+                raise ValueError(
+                    f"{images:,} drawings of {size}^2 bytes would hold {images * size**2 / 2**30:,.0f} GiB "
+                    f"in memory; at most {MAX_INDEX_BYTES / 2**30:g} GiB"
                 )
+        return synthetic
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Augment:
     """Random affine distortions of each training image, drawn per image, applied per batch.
 
@@ -151,141 +235,125 @@ class Augment:
     draws angles in [-10, 10] degrees, a scale of 0.1 factors in [0.9, 1.1].
     """
 
-    rotation: float = 0.0  # degrees
-    shear: float = 0.0  # degrees
-    scale: float = 0.0  # relative
-    shift: float = 0.0  # fraction of the image side
-
-    def validate(self, key: str) -> None:
-        for name, high in (("rotation", 180.0), ("shear", 45.0), ("scale", 0.5), ("shift", 0.5)):
-            value = getattr(self, name)
-            if not 0 <= value <= high:
-                raise ParamError(f"{key}.{name}", f"must be between 0 and {high:g}, got {value:g}")
+    rotation: Annotated[StrictFloat, between(0, 180)] = 0.0  # degrees
+    shear: Annotated[StrictFloat, between(0, 45)] = 0.0  # degrees
+    scale: Annotated[StrictFloat, between(0, 0.5)] = 0.0  # relative
+    shift: Annotated[StrictFloat, between(0, 0.5)] = 0.0  # fraction of the image side
 
     @property
     def enabled(self) -> bool:
         return any((self.rotation, self.shear, self.scale, self.shift))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Train:
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.001  # the peak learning rate under a schedule
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where native, else fp32)
-    optimizer: str = "adam"  # adam | adamw (decoupled weight decay) | muon (adamw, Muon kernels)
-    weight_decay: float = 0.0  # adamw and muon only
-    muon_lr: float = 0.0  # muon only: each convolution kernel's step, a fraction of its norm
-    schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay to 0)
-    warmup_epochs: float = 0.0  # cosine only
-    label_smoothing: float = 0.0
+    epochs: Annotated[StrictInt, Field(ge=1)] = 10
+    batch_size: Annotated[StrictInt, Field(ge=1)] = 32
+    # The peak learning rate under a schedule. Adam moves each weight by about lr a step: far
+    # past 10, to inf in float32.
+    lr: Annotated[StrictFloat, Field(gt=0, le=10)] = 0.001
+    precision: Annotated[StrictStr, choice(PRECISIONS)] = "fp32"  # bf16: autocast; auto: bf16 where native
+    optimizer: Annotated[StrictStr, choice(OPTIMIZERS)] = "adam"  # muon: adamw, Muon on the kernels
+    # adamw and muon only. AdamW shrinks each weight by lr * weight_decay a step.
+    weight_decay: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.0
+    muon_lr: StrictFloat = 0.0  # muon only: each convolution kernel's step, a fraction of its norm
+    schedule: Annotated[StrictStr, choice(SCHEDULES)] = "constant"  # cosine: linear warm-up, cosine decay
+    warmup_epochs: StrictFloat = 0.0  # cosine only
+    label_smoothing: Annotated[StrictFloat, Field(ge=0, lt=1)] = 0.0
     augment: Augment = field(default_factory=Augment)
-    threads: int | str = "auto"  # intra-op threads per process: auto or a number
+    threads: Annotated[int | str, PlainValidator(check_threads)] = "auto"  # per process: auto or a number
 
-    def validate(self, key: str) -> None:
-        if self.epochs < 1:
-            raise ParamError(f"{key}.epochs", f"must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ParamError(f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ParamError(f"{key}.lr", f"must be > 0, got {self.lr}")
-        if self.lr > 10:  # Adam moves each weight by about lr a step; far past 10, to inf in float32
-            raise ParamError(f"{key}.lr", f"must be <= 10, got {self.lr:g}")
-        one_of(f"{key}.precision", self.precision, PRECISIONS)
-        one_of(f"{key}.optimizer", self.optimizer, OPTIMIZERS)
-        if self.weight_decay < 0:
-            raise ParamError(f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay:g}")
-        if self.weight_decay > 1:  # AdamW shrinks each weight by lr * weight_decay a step
-            raise ParamError(f"{key}.weight_decay", f"must be <= 1, got {self.weight_decay:g}")
-        if self.weight_decay and self.optimizer == "adam":
-            # Adam's own weight_decay is an L2 term scaled by the adaptive step: not what
-            # "weight decay" means in a modern recipe, so it is not offered.
-            raise ParamError(f"{key}.weight_decay", "needs optimizer: adamw or muon (decoupled weight decay)")
-        if self.optimizer == "muon" and not 0 < self.muon_lr <= 1:
-            raise ParamError(
-                f"{key}.muon_lr", f"must be > 0 and <= 1 with optimizer: muon, got {self.muon_lr:g}"
-            )
-        if self.muon_lr and self.optimizer != "muon":
-            raise ParamError(f"{key}.muon_lr", "needs optimizer: muon (or muon_lr: 0)")
-        one_of(f"{key}.schedule", self.schedule, SCHEDULES)
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ParamError(
-                f"{key}.warmup_epochs",
-                f"must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs:g}",
-            )
-        if self.warmup_epochs and self.schedule != "cosine":
-            raise ParamError(f"{key}.warmup_epochs", "needs schedule: cosine")
-        if not 0 <= self.label_smoothing < 1:
-            raise ParamError(f"{key}.label_smoothing", f"must be in [0, 1), got {self.label_smoothing:g}")
-        self.augment.validate(f"{key}.augment")
-        if self.threads != "auto" and not (
-            isinstance(self.threads, int) and 1 <= self.threads <= MAX_WORKERS
-        ):
-            raise ParamError(
-                f"{key}.threads", f"must be auto or a number from 1 to {MAX_WORKERS}, got {self.threads!r}"
-            )
+    @field_validator("weight_decay")
+    @classmethod
+    def _decoupled(cls, weight_decay: float, info: ValidationInfo) -> float:
+        # Adam's own weight_decay is an L2 term scaled by the adaptive step: not what "weight
+        # decay" means in a modern recipe, so it is not offered.
+        if weight_decay and info.data.get("optimizer") == "adam":
+            raise ValueError("needs optimizer: adamw or muon (decoupled weight decay)")
+        return weight_decay
+
+    @field_validator("muon_lr")
+    @classmethod
+    def _muon(cls, muon_lr: float, info: ValidationInfo) -> float:
+        muon = info.data.get("optimizer") == "muon"
+        if muon and not 0 < muon_lr <= 1:
+            raise ValueError(f"must be > 0 and <= 1 with optimizer: muon, got {muon_lr:g}")
+        if muon_lr and not muon:
+            raise ValueError("needs optimizer: muon (or muon_lr: 0)")
+        return muon_lr
+
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _warmup(cls, warmup: float, info: ValidationInfo) -> float:
+        epochs = info.data.get("epochs", 1)
+        if not 0 <= warmup <= epochs:
+            raise ValueError(f"must be between 0 and epochs ({epochs}), got {warmup:g}")
+        if warmup and info.data.get("schedule") != "cosine":
+            raise ValueError("needs schedule: cosine")
+        return warmup
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Model:
-    backbone: str = "seed"
+    backbone: StrictStr = "seed"  # one of models.backbones.BACKBONES (training.check)
     # Multi-output only: the width of a hidden ReLU layer in the alphabet head; 0: one linear
     # layer, the notebook's (models.MultiOutputNet says why the alphabet head wants one).
-    alphabet_hidden: int = 0
-
-    def validate(self, key: str) -> None:
-        if not 0 <= self.alphabet_hidden <= MAX_HIDDEN:
-            raise ParamError(
-                f"{key}.alphabet_hidden", f"must be between 0 and {MAX_HIDDEN}, got {self.alphabet_hidden}"
-            )
+    alphabet_hidden: Annotated[StrictInt, between(0, MAX_HIDDEN)] = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Loss:
-    alpha_weight: float = 1.0
-    char_weight: float = 1.0
-    method: str = "static"
-    normalize: bool = False
+    alpha_weight: Weight = 1.0
+    char_weight: Weight = 1.0
+    method: StrictStr = "static"  # one of weighting.methods.METHODS (training.check)
+    normalize: StrictBool = False
     # Each weighting method's own hyperparameters, ``loss.<method>.<name>`` in params.yaml (e.g.
-    # loss.dwa.temperature): {method: {name: value}}, checked against the method's constructor.
+    # loss.dwa.temperature): {method: {name: value}}, checked against the method's constructor
+    # by training.check.
     methods: dict[str, dict] = field(default_factory=dict)
 
-    def validate(self, key: str) -> None:
-        for name in ("alpha_weight", "char_weight"):
-            # Only the weights' ratio matters to Adam; the total is summed in float32, where a
-            # weight below 1e-6 of the other vanishes and one far above 1e6 overflows.
-            value = getattr(self, name)
-            if value != 0 and not 1 / MAX_WEIGHT <= value <= MAX_WEIGHT:
-                raise ParamError(
-                    f"{key}.{name}",
-                    f"must be 0 or between {1 / MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got {value:g}",
-                )
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_methods(cls, raw):
+        """params.yaml's ``loss.<method>`` sections into ``methods`` (not itself a key there)."""
+        if not isinstance(raw, dict):
+            return raw
+        own = {"alpha_weight", "char_weight", "method", "normalize"}
+        sections = {k: v for k, v in raw.items() if k not in own and isinstance(v, dict)}
+        return {k: v for k, v in raw.items() if k not in sections} | {"methods": sections}
+
+    @model_validator(mode="after")
+    def _trains_something(self):
         if self.alpha_weight == 0 and self.char_weight == 0:
-            raise ParamError(key, "alpha_weight and char_weight are both 0: nothing would be trained")
+            raise ValueError("alpha_weight and char_weight are both 0: nothing would be trained")
+        return self
 
     @property
     def weights(self) -> dict[str, float]:
         return {ALPHABET: self.alpha_weight, CHARACTER: self.char_weight}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Cpu:
     # Arithmetic that Intel and AMD CPUs do alike, and train.threads: auto at 2, so that they
     # compute the same bytes (environment.apply_cpu_portable, docs/reproducibility.md).
-    portable: bool = True
+    portable: StrictBool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Cuda:
     # Deterministic cuDNN and cuBLAS algorithms: the same checkpoint bytes on every rerun on one
     # GPU model (devices.configure_cuda). false: the fastest algorithms cuDNN finds in each run.
-    deterministic: bool = True
+    deterministic: StrictBool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG)
 class Params:
-    seed: int = 0
-    device: str = "auto"
+    """The whole of params.yaml. What the registries define (a backbone's name and sizes, a
+    weighting method's hyperparameters, a device) is :mod:`omniglot_mtl.training.check`'s."""
+
+    seed: Seed = 0
+    device: StrictStr = "auto"  # checked against this machine by training.check
     cpu: Cpu = field(default_factory=Cpu)
     cuda: Cuda = field(default_factory=Cuda)
     data: Data = field(default_factory=Data)
@@ -293,23 +361,9 @@ class Params:
     model: Model = field(default_factory=Model)
     loss: Loss = field(default_factory=Loss)
 
-    def validate(self) -> None:
-        """Each section's own rules; what the registries define (a backbone's name and sizes, a
-        weighting method's hyperparameters, a device) is :mod:`omniglot_mtl.training.check`'s."""
-        check_seed("seed", self.seed)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if hasattr(value, "validate"):
-                value.validate(f.name)
-
-
-def check_seed(key: str, seed: int) -> None:
-    if not 0 <= seed <= MAX_SEED:
-        raise ParamError(key, f"must be between 0 and 2^64 - 1 (what torch and numpy take), got {seed}")
-
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read, type-check and validate ``path``. Missing keys take the defaults above.
+    """Read and validate ``path``. Missing keys take the defaults above.
 
     The names the registries define are checked by the params check stage alone
     (:func:`omniglot_mtl.training.check.check_registered`), so that no other stage imports
@@ -317,107 +371,82 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: not found (run stages from the project root)") from None
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {err}".splitlines()[0]) from None
-    params = from_dict(Params, raw, "")
-    params.validate()
-    return params
+    return from_dict({} if raw is None else raw)
 
 
-def from_dict(cls, raw, key: str):
-    """Build dataclass ``cls`` from a mapping, naming the key of any unknown or mistyped value."""
-    if not isinstance(raw, dict):
-        raise ParamError(key or "(top level)", f"must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    if cls is Loss:  # a method's own section, loss.<method>: kept as given, checked by training.check
-        raw = dict(raw)
-        if "methods" in raw:  # the field that holds those sections, not a key of params.yaml
-            raise ParamError(_join(key, "methods"), "unknown key; a method's settings go in loss.<method>")
-        raw["methods"] = {k: raw.pop(k) for k in list(raw) if k not in names and isinstance(raw[k], dict)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        shown = names - {"methods"}  # Loss.methods holds the loss.<method> sections
-        close = difflib.get_close_matches(unknown[0], shown, n=1)
+def from_dict(raw) -> Params:
+    """Params from params.yaml's mapping; the first fault as one :class:`ParamError`."""
+    try:
+        return pydantic.TypeAdapter(Params).validate_python(raw)
+    except pydantic.ValidationError as err:
+        raise fault(err, Params) from None
+
+
+def from_signature(parameters: dict[str, inspect.Parameter], raw, key: str) -> dict:
+    """``raw`` validated by the annotations and defaults of the function ``parameters`` belong to
+    (a weighting method's keyword-only arguments), strictly, as params.yaml's own fields."""
+    fields_ = {name: (p.annotation, p.default) for name, p in parameters.items()}
+    model = pydantic.create_model(key, __config__=CONFIG | ConfigDict(strict=True), **fields_)
+    try:
+        return dict(model.model_validate(raw))
+    except pydantic.ValidationError as err:
+        raise fault(err, model, key) from None
+
+
+TYPES = {  # pydantic's error types -> what the value must be
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+}
+BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def fault(err: pydantic.ValidationError, root: type, prefix: str = "") -> ParamError:
+    """The first of ``err``'s errors as one line naming its key. ``root``: what was validated
+    (for the keys an unknown one may have meant), found under ``prefix`` in params.yaml."""
+    first = err.errors(include_url=False)[0]
+    *parents, last = first["loc"] or ("",)
+    key = prefix
+    for part in first["loc"]:
+        key = f"{key}[{part}]" if isinstance(part, int) else f"{key}.{part}" if key else str(part)
+    kind, ctx, value = first["type"], first.get("ctx", {}), first["input"]
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        known = sorted(names(root, parents) - {"methods"})  # Loss.methods holds loss.<method>
+        close = difflib.get_close_matches(str(last), known, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
-        raise ParamError(_join(key, unknown[0]), f"unknown key{hint} (known: {', '.join(sorted(shown))})")
-    values = {name: _convert(hints[name], raw[name], _join(key, name)) for name in names if name in raw}
-    return cls(**values)
+        return ParamError(key, f"unknown key{hint} (known: {', '.join(known) or 'none'})")
+    if kind == "value_error":
+        return ParamError(key or "(top level)", str(ctx["error"]))
+    bound = next((b for b in BOUNDS if b in ctx), None)
+    if bound:
+        return ParamError(key, f"must be {BOUNDS[bound]} {show(ctx[bound])}, got {show(value)}")
+    must = TYPES.get(kind, first["msg"][:1].lower() + first["msg"][1:])
+    return ParamError(key or "(top level)", f"{must}, got {show(value)}")
 
 
-def from_signature(parameters: dict[str, inspect.Parameter], raw: dict, key: str) -> dict:
-    """``raw`` converted by the annotations of the function ``parameters`` it will be passed to."""
-    unknown = sorted(set(raw) - set(parameters))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], parameters, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        known = ", ".join(parameters) or "none"
-        raise ParamError(_join(key, unknown[0]), f"unknown key{hint} (known: {known})")
-    return {
-        name: _convert(parameters[name].annotation, value, _join(key, name)) for name, value in raw.items()
-    }
+def names(cls: type, path) -> set[str]:
+    """The field names of the section of ``cls`` at ``path`` (a dataclass's or a model's)."""
+    for part in path:
+        cls = {f.name: f.type for f in fields(cls)}[part]
+    if is_dataclass(cls):
+        return {f.name for f in fields(cls)}
+    return set(cls.model_fields)
 
 
-def _convert(hint, value, key: str):
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, key)
-    if typing.get_origin(hint) is dict:
-        return dict(value)
-    if typing.get_origin(hint) is tuple:
-        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
-        if not isinstance(value, list | tuple):
-            raise ParamError(key, f"must be a list, got {value!r}")
-        return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
-    if isinstance(hint, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(options) > 1:  # e.g. int | str for "auto" or a number
-            for option in options:
-                with contextlib.suppress(ParamError):
-                    return _convert(option, value, key)
-            names = " or ".join({int: "an integer", float: "a number", str: "a string"}[o] for o in options)
-            raise ParamError(key, f"must be {names}, got {value!r}")
-        hint = options[0]
-    # bool is an int in Python; reject it where a number is meant, and vice versa.
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ParamError(key, f"must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamError(key, f"must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParamError(key, f"must be a number, got {value!r}")
-        if not math.isfinite(value):  # .inf or .nan in YAML: no consumer of a number takes them
-            raise ParamError(key, f"must be a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ParamError(key, f"must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported parameter type {hint} for {key}")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def as_dict(params) -> dict:
+def as_dict(params: Params) -> dict:
     """Params as plain JSON-able data in params.yaml's shape (tuples become lists), e.g. to store
     in a checkpoint."""
-    plain = _plain(dataclasses.asdict(params))
-    if "loss" in plain:  # loss.<method> sections where params.yaml has them
-        plain["loss"] |= plain["loss"].pop("methods")
+    plain = pydantic.TypeAdapter(Params).dump_python(params, mode="json")
+    plain["loss"] |= plain["loss"].pop("methods")  # loss.<method> sections where params.yaml has them
     return plain
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj

@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 
 from omniglot_mtl.core.errors import InputError
-from omniglot_mtl.core.params import Params, as_dict, from_dict, load_params
-from omniglot_mtl.training.check import check_registered, validate
+from omniglot_mtl.core.params import as_dict, from_dict, load_params
+from omniglot_mtl.training.check import check_registered
 
 
 def read_recipe(path: str | Path) -> dict:
@@ -63,7 +63,7 @@ def set_flags(recipe_path: str | Path, params_path: str | Path = "params.yaml") 
     check_registered(base)
     base = as_dict(base)
     try:
-        validate(from_dict(Params, merged(base, recipe), ""))
+        check_registered(from_dict(merged(base, recipe)))
     except InputError as err:  # name the recipe: the params file itself passed its own check
         raise InputError(f"{recipe_path}: {str(err).removeprefix('params.yaml: ')}") from None
     flags = []

@@ -39,9 +39,3 @@ def check_registered(params: Params) -> None:
         except ValueError as err:  # "<hyperparameter>: <what is wrong>", the methods' convention
             name, _, message = str(err).partition(": ")
             raise ParamError(f"loss.{method}.{name}", message) from None
-
-
-def validate(params: Params) -> None:
-    """All of ``params``: each section's own rules, then the registries'."""
-    params.validate()
-    check_registered(params)

@@ -6,9 +6,11 @@ and :meth:`~LossWeighting.factors` (the factor on each task's loss in that scala
 curves), and if it needs them the hooks :meth:`~LossWeighting.after_step` and
 :meth:`~LossWeighting.end_epoch`. The static weights and ``normalize`` are the base class's:
 every method gets them. Its own hyperparameters are its constructor's keyword-only arguments,
-annotated and with defaults: params.yaml sets them as ``loss.<name>.<argument>``, and the params
-check builds the method with them, so that a value the constructor refuses with
-``ValueError("<argument>: <why>")`` fails before any stage runs.
+with defaults, annotated as params.yaml's own fields are (a type, and a range such as
+``Annotated[float, between(0, 1)]``): params.yaml sets them as ``loss.<name>.<argument>``, and
+the params check validates them by those annotations and builds the method with them, so that a
+bad value (or one the constructor refuses with ``ValueError("<argument>: <why>")``) fails
+before any stage runs.
 
 The notebook's recipe for losses on different scales, ``loss / torch.max(loss)``, divides a
 scalar by itself: the result is the constant 1 and its gradient is zero, so nothing trains.
@@ -20,9 +22,12 @@ constant.
 
 import inspect
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from torch import nn
+
+from omniglot_mtl.core.params import between
 
 METHODS: dict[str, type["LossWeighting"]] = {}
 
@@ -58,13 +63,6 @@ def hyperparameters(method: type["LossWeighting"]) -> dict[str, inspect.Paramete
     """A method's own hyperparameters: its constructor's keyword-only arguments."""
     parameters = inspect.signature(method).parameters.values()
     return {p.name: p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def between(name: str, value: float, low: float, high: float) -> float:
-    """``value``, or a ValueError in the form the params check turns into one line."""
-    if not low <= value <= high:
-        raise ValueError(f"{name}: must be between {low:g} and {high:g}, got {value:g}")
-    return value
 
 
 @register("static")
@@ -169,10 +167,12 @@ class DynamicWeightAverage(LossWeighting):
     last two epochs and the temperature T (loss.dwa.temperature, the paper's 2); the loss is
     ``sum weight[t] * lambda[t] * loss[t]``."""
 
-    def __init__(self, weights: dict[str, float], *, temperature: float = 2.0, **kwargs):
+    # At 0.001 the weights are all but one-hot, at 1,000 all but equal; near 0, ratio / T overflows.
+    def __init__(
+        self, weights: dict[str, float], *, temperature: Annotated[float, between(1e-3, 1e3)] = 2.0, **kwargs
+    ):
         super().__init__(weights, **kwargs)
-        # At 0.001 the weights are all but one-hot, at 1,000 all but equal; near 0, ratio / T overflows.
-        self.temperature = between("temperature", temperature, 1e-3, 1e3)
+        self.temperature = temperature
         self.register_buffer("dwa", torch.ones(len(self.tasks)))
         self.epoch_losses: list[torch.Tensor] = []  # mean task losses of past epochs
 
@@ -205,11 +205,16 @@ class FAMO(LossWeighting):
     needs_losses_after_step = True
 
     def __init__(
-        self, weights: dict[str, float], *, lr: float = 0.025, weight_decay: float = 0.001, **kwargs
+        self,
+        weights: dict[str, float],
+        *,
+        lr: Annotated[float, between(1e-6, 10.0)] = 0.025,
+        weight_decay: Annotated[float, between(0.0, 1.0)] = 0.001,
+        **kwargs,
     ):
         super().__init__(weights, **kwargs)
-        self.lr = between("lr", lr, 1e-6, 10.0)
-        self.weight_decay = between("weight_decay", weight_decay, 0.0, 1.0)
+        self.lr = lr
+        self.weight_decay = weight_decay
         # Not an nn.Parameter: the model's optimizer must not see it; FAMO has its own rule.
         self.register_buffer("famo_logits", torch.zeros(len(self.tasks)))
         self.register_buffer("famo_factor", torch.ones(len(self.tasks)))  # for factors()
