@@ -10,7 +10,7 @@ train the multi-input network at batch 32 with Adam (lr 0.001) on the same train
 are held-out ones and comparable. Each leg runs in a fresh child process, one after the other,
 so that its peak memory is its own and no leg warms the next one's caches.
 
-- notebook: the seed notebook's loop, with its code kept in ``benchmarks/notebook.py``: a
+- notebook: the seed notebook's loop, with its code kept in ``tests/notebook.py``: a
   Dataset that opens, converts and resizes each PNG with PIL on every access, a DataLoader
   (num_workers=0, shuffle) whose collate function builds the one-hot alphabets in Python.
 - ours: :func:`omniglot_mtl.training.loop.fit`, fed from the images decoded once into a uint8
@@ -32,11 +32,13 @@ import common  # benchmarks/common.py
 import torch
 import torch.nn as nn
 import torch.optim as optim
-from notebook import MultiInputNet, MultiOutputNet, OmniglotDataset, custom_collate_fn
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from omniglot_mtl.core.params import Split, Train
+
+sys.path.append(str(common.ROOT / "tests"))  # the notebook's code, the tests' reference too
+from notebook import MultiInputNet, MultiOutputNet, OmniglotDataset, custom_collate_fn  # noqa: E402
 
 BATCH, LR = 32, 0.001
 

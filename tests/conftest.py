@@ -15,8 +15,6 @@ from omniglot_mtl.data.index import index_and_pack
 from omniglot_mtl.data.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-# benchmarks/notebook.py: the notebook's networks, which tests/test_models.py compares ours with.
-sys.path.append(str(ROOT / "benchmarks"))
 
 
 def write_png(path: Path, seed: int, size: int = 105) -> None:

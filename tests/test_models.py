@@ -1,7 +1,7 @@
 """The models are the notebook's networks, sized from the data."""
 
 import torch
-from notebook import MultiInputNet as NotebookMultiInput  # benchmarks/notebook.py
+from notebook import MultiInputNet as NotebookMultiInput  # tests/notebook.py
 from notebook import MultiOutputNet as NotebookMultiOutput
 from torch import nn
 

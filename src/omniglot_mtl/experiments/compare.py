@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from tabulate import tabulate
 
 from omniglot_mtl.core.errors import InputError, run_stage
@@ -61,24 +60,10 @@ def flat_params(params: dict) -> dict:
     }
 
 
-def made_of(lock: dict) -> dict[str, str]:
-    """What besides params decides a run's results, from its dvc.lock: the hash of every stage
-    dependency that no stage makes (the code and the source data; what stages make from them,
-    models and arrays, follows)."""
-    stages = (lock or {}).get("stages", {}).values()
-    made = {out["path"] for stage in stages for out in stage.get("outs", [])}
-    return {
-        dep["path"]: dep.get("md5") or dep.get("hash") or ""
-        for stage in stages
-        for dep in stage.get("deps", [])
-        if dep["path"] not in made
-    }
-
-
-def list_runs(repo: Path, scope: list[str]) -> list[tuple[str, str]]:
-    """``(name, rev)`` of each evaluated commit and finished experiment ``dvc exp show --json``
-    lists with the flags ``scope``; a running or queued experiment is named on stderr and left
-    out (its rev is its baseline's until it finishes)."""
+def list_runs(repo: Path, scope: list[str]) -> list[Run]:
+    """Each evaluated commit and finished experiment ``dvc exp show --json`` lists with the flags
+    ``scope``, with its params and what made it, as that listing gives them; a running or queued
+    experiment is named on stderr and left out (its rev is its baseline's until it finishes)."""
     shown = subprocess.run(
         [sys.executable, "-m", "dvc", "exp", "show", "--json", "--hide-queued", "--hide-failed", *scope],
         cwd=repo,
@@ -99,39 +84,41 @@ def list_runs(repo: Path, scope: list[str]) -> list[tuple[str, str]]:
             entries.append((exp["revs"][0], (exp.get("executor") or {}).get("state", "success")))
         for entry, state in entries:
             name = entry.get("name") or entry["rev"][:7]
+            data = entry.get("data") or {}
             if state != "success":
                 print(f"note: {name} is {state}: left out", file=sys.stderr)
-            elif entry.get("data"):  # an entry with no data was never evaluated
-                runs.append((name, entry["rev"]))
+            elif "params.yaml" in (data.get("params") or {}):  # else never evaluated
+                runs.append(run_of(name, entry["rev"], data))
     return runs
 
 
-def find(repo: Path, name: str, listed: list[tuple[str, str]]) -> tuple[str, str]:
-    """``name`` among the listed runs (a name or a rev), else an experiment of another commit
-    (DVC keeps each as a git ref, refs/exps/../<name>), else any git revision."""
-    for run_name, rev in listed:
-        if name == run_name or (len(name) >= 7 and rev.startswith(name)):
-            return run_name, rev
-    refs = (_git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps") or "").split("\n")
-    exps = [line.split()[1] for line in refs if line.split(" ")[0].endswith(f"/{name}")]
-    rev = exps[0] if exps else (_git(repo, "rev-parse", "--verify", "-q", f"{name}^{{commit}}") or "").strip()
-    if not rev or _git(repo, "cat-file", "-e", f"{rev}:params.yaml") is None:
-        known = ", ".join(n for n, _ in listed) or "none"
-        raise InputError(f"{name}: no such experiment or commit with a params.yaml (this commit's: {known})")
-    return name, rev
+def run_of(name: str, rev: str, data: dict) -> Run:
+    """A run from its entry in ``dvc exp show --json``: its params, and the hash of every stage
+    dependency that no stage makes (the code and the source data; what stages make from them,
+    models and arrays, follows), as its dvc.lock records them."""
+    params = flat_params(data["params"]["params.yaml"].get("data") or {})
+    outs = data.get("outs") or {}
+    deps = data.get("deps") or {}
+    return Run(
+        name, rev, params, {path: dep.get("hash") or "" for path, dep in deps.items() if path not in outs}
+    )
 
 
-def read_run(repo: Path, name: str, rev: str) -> Run:
-    """The params and dependency hashes of the run at ``rev``, from its commit's files."""
-    params = yaml.safe_load(_git(repo, "show", f"{rev}:params.yaml") or "") or {}
-    lock = yaml.safe_load(_git(repo, "show", f"{rev}:dvc.lock") or "") or {}
-    return Run(name, rev, flat_params(params), made_of(lock))
+def find(repo: Path, name: str, listed: list[Run]) -> Run:
+    """``name`` among the listed runs, else among every commit's (``dvc exp show -A``): an
+    experiment's or a branch's name, or the commit that a git revision (``HEAD~1``, a hash) names."""
+    rev = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", f"{name}^{{commit}}"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
 
+    def named(runs: list[Run]) -> Run | None:
+        return next((run for run in runs if name == run.name or rev == run.rev), None)
 
-def _git(repo: Path, *args: str) -> str | None:
-    """git's output, or None where it fails."""
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-    return None if done.returncode else done.stdout
+    match = named(listed) or named(list_runs(repo, ["-A"]))  # the second listing only if needed
+    if match:
+        return dataclasses.replace(match, name=name)
+    known = ", ".join(r.name for r in listed) or "none"
+    raise InputError(f"{name}: no such experiment or commit with a params.yaml (this commit's: {known})")
 
 
 def read_per_image(repo: Path, run: Run) -> dict[str, pd.DataFrame]:
@@ -168,11 +155,10 @@ def load(repo: Path, selected: list[str], scope: list[str] | None = None) -> lis
     if selected:
         listed = [find(repo, name, listed) for name in selected]
     runs: list[Run] = []
-    for name, rev in listed:
-        run = read_run(repo, name, rev)
+    for run in listed:
         same = next((r for r in runs if (r.params, r.made_of) == (run.params, run.made_of)), None)
         if same:
-            same.name += f"={name}"
+            same.name += f"={run.name}"
         else:
             runs.append(run)
     answers = {}
@@ -395,121 +381,101 @@ def _seed_groups(groups: list[list[Run]], labels: list[str]) -> list[dict]:
     return out
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}"
-
-
-def _signed(x: float) -> str:
-    return f"{100 * x:+.2f}"
-
-
-def verdict(row: dict) -> str:
+def verdict(row) -> str:
     if "p_value" in row:
         return "the models differ" if row["p_value"] < 0.05 else "no evidence of a difference"
     return "beyond the seed spread" if row["exceeds_spread"] else "within the seed spread"
 
 
-def tables(result: dict) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """The rows of the groups' table and of the comparison table (groups named A, B, ...)."""
-    groups = [
-        [f"{chr(65 + i)}", g["label"], " ".join(map(str, g["seeds"])), ", ".join(g["runs"])]
-        for i, g in enumerate(result["groups"])
-    ]
-    letter = {name: chr(65 + i) for i, g in enumerate(result["groups"]) for name in [g["label"], *g["runs"]]}
-    rows = []
-    for r in result["comparisons"]:
-        if result["mode"] == "mcnemar":
-            rows.append(
-                [
-                    f"{letter[r['a']]} -> {letter[r['b']]}",
-                    r["task"],
-                    _pct(r["accuracy_a"]),
-                    _pct(r["accuracy_b"]),
-                    _signed(r["change"]),
-                    str(r["only_a"]),
-                    str(r["only_b"]),
-                    f"{r['p_value']:.3g}",
-                    verdict(r),
-                ]
-            )
-        else:
-            rows.append(
-                [
-                    f"{letter[r['a']]} -> {letter[r['b']]}",
-                    r["task"],
-                    f"{_pct(r['mean_a'])} ± {_pct(r['sd_a'])}",
-                    f"{_pct(r['mean_b'])} ± {_pct(r['sd_b'])}",
-                    _signed(r["difference"]),
-                    f"{_signed(r['low'])} to {_signed(r['high'])}",
-                    verdict(r),
-                ]
-            )
-    return groups, rows
+def percent(column: pd.Series) -> pd.Series:
+    return column.map(lambda x: f"{100 * x:.2f}")
 
 
-GROUP_HEADER = ["group", "params", "seeds", "runs"]
-HEADERS = {
-    "mcnemar": [
-        "runs",
-        "task",
-        "accuracy A %",
-        "accuracy B %",
-        "change",
-        "A only",
-        "B only",
-        "McNemar p",
-        "",
-    ],
-    "seeds": ["groups", "task", "A mean ± sd %", "B mean ± sd %", "difference", "95% interval", ""],
+def points(column: pd.Series) -> pd.Series:
+    return column.map(lambda x: f"{100 * x:+.2f}")
+
+
+NOTES = {
+    "mcnemar": "A only / B only: of the {images} test images, those one model gets right and the other "
+    "wrong; p: exact McNemar test, the models differ where p < 0.05. That says whether two trained "
+    "models differ, not whether their settings do: reseeding alone changes a model.",
+    "seeds": "Accuracy in % over seeds, mean ± sample standard deviation; the difference B - A in points "
+    "with its 95% Welch interval: beyond the seed-to-seed spread where the interval excludes 0.",
+    "delta_m": "Δm: the multi-output model's accuracy per task relative to the same setting trained on "
+    "that task alone (the other task's weight 0), averaged over the two tasks, in %; per seed, then "
+    "over seeds with a 95% t interval. Above 0, training the tasks together helps.",
 }
 
 
 def report(result: dict, markdown: bool) -> str:
-    groups, rows = tables(result)
-
-    def render(header: list[str], rows: list[list[str]]) -> str:
-        return tabulate(rows, header, tablefmt="github" if markdown else "plain", disable_numparse=True)
-
+    """The comparison as tables: the groups (named A, B, ...), the comparisons, and Δm."""
+    groups = pd.DataFrame(result["groups"])
+    groups.insert(0, "group", [chr(65 + i) for i in range(len(groups))])
+    letter = dict(zip(groups["label"], groups["group"], strict=True))
+    letter |= {name: g for g, runs in zip(groups["group"], groups["runs"], strict=True) for name in runs}
+    shown = pd.DataFrame(
+        {
+            "group": groups["group"],
+            "params": groups["label"],
+            "seeds": groups["seeds"].map(lambda seeds: " ".join(map(str, seeds))),
+            "runs": groups["runs"].map(", ".join),
+        }
+    )
+    rows = pd.DataFrame(result["comparisons"])
+    pair = rows["a"].map(letter) + " -> " + rows["b"].map(letter)
     if result["mode"] == "mcnemar":
-        images = result["comparisons"][0]["images"]
-        note = (
-            f"A only / B only: of the {images} test images, those one model gets right and the other "
-            "wrong; p: exact McNemar test, the models differ where p < 0.05. That says whether two "
-            "trained models differ, not whether their settings do: reseeding alone changes a model."
+        table = pd.DataFrame(
+            {
+                "runs": pair,
+                "task": rows["task"],
+                "accuracy A %": percent(rows["accuracy_a"]),
+                "accuracy B %": percent(rows["accuracy_b"]),
+                "change": points(rows["change"]),
+                "A only": rows["only_a"].astype(str),
+                "B only": rows["only_b"].astype(str),
+                "McNemar p": rows["p_value"].map(lambda p: f"{p:.3g}"),
+            }
         )
+        note = NOTES["mcnemar"].format(images=rows["images"].iloc[0])
     else:
-        note = (
-            "Accuracy in % over seeds, mean ± sample standard deviation; the difference B - A in points "
-            "with its 95% Welch interval: beyond the seed-to-seed spread where the interval excludes 0."
+        table = pd.DataFrame(
+            {
+                "groups": pair,
+                "task": rows["task"],
+                "A mean ± sd %": percent(rows["mean_a"]) + " ± " + percent(rows["sd_a"]),
+                "B mean ± sd %": percent(rows["mean_b"]) + " ± " + percent(rows["sd_b"]),
+                "difference": points(rows["difference"]),
+                "95% interval": points(rows["low"]) + " to " + points(rows["high"]),
+            }
         )
-    parts = [render(GROUP_HEADER, groups), render(HEADERS[result["mode"]], rows), textwrap.fill(note, 100)]
+        note = NOTES["seeds"]
+    table[""] = rows.apply(verdict, axis=1)
+    parts = [shown, table, note]
     if result["delta_m"]:
-        letter = {g["label"]: chr(65 + i) for i, g in enumerate(result["groups"])}
-        delta_rows = [
-            [
-                letter[d["group"]],
-                " ".join(map(str, d["seeds"])),
-                *(_signed(d["per_task"][task]) for task in ZEROED_FOR),
-                _signed(d["delta_m"]),
-                *(
-                    [f"{_signed(d['low'])} to {_signed(d['high'])}", verdict(d)]
-                    if len(d["seeds"]) > 1
-                    else ["one seed: no interval", ""]
-                ),
-            ]
-            for d in result["delta_m"]
-        ]
-        header = ["group", "seeds", "alphabet Δ %", "character Δ %", "Δm %", "95% interval", ""]
+        deltas = pd.DataFrame(result["delta_m"])
+        spread = deltas["seeds"].map(len) > 1
         parts += [
-            render(header, delta_rows),
-            textwrap.fill(
-                "Δm: the multi-output model's accuracy per task relative to the same setting trained on "
-                "that task alone (the other task's weight 0), averaged over the two tasks, in %; per seed, "
-                "then over seeds with a 95% t interval. Above 0, training the tasks together helps.",
-                100,
+            pd.DataFrame(
+                {
+                    "group": deltas["group"].map(letter),
+                    "seeds": deltas["seeds"].map(lambda seeds: " ".join(map(str, seeds))),
+                    **{f"{t} Δ %": points(deltas["per_task"].map(lambda d, t=t: d[t])) for t in ZEROED_FOR},
+                    "Δm %": points(deltas["delta_m"]),
+                    "95% interval": (points(deltas["low"]) + " to " + points(deltas["high"])).where(
+                        spread, "one seed: no interval"
+                    ),
+                    "": deltas.apply(verdict, axis=1).where(spread, ""),
+                }
             ),
+            NOTES["delta_m"],
         ]
-    return "\n\n".join(parts)
+    fmt = "github" if markdown else "plain"
+    return "\n\n".join(
+        textwrap.fill(part, 100)
+        if isinstance(part, str)
+        else tabulate(part, headers="keys", tablefmt=fmt, showindex=False, disable_numparse=True)
+        for part in parts
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """The seed notebook's data loading and networks, kept as written there (sizes made arguments),
-as the reference that tests and ``benchmarks/`` compare this project against. Nothing in the
-pipeline uses it, so it is not part of the package."""
+as the reference that tests/test_models.py and benchmarks/train_speed.py compare this project
+against. Nothing in the pipeline uses it, so it is not part of the package."""
 
 import torch
 import torch.nn as nn
