@@ -19,6 +19,7 @@ from conftest import ROOT, run_stage
 from omniglot_mtl.core.devices import available_devices
 from omniglot_mtl.core.environment import cpu_model
 from omniglot_mtl.core.errors import InputError
+from omniglot_mtl.core.packed import load_split
 from omniglot_mtl.core.params import Params, Split, from_dict
 from omniglot_mtl.core.tasks import CHARACTER
 from omniglot_mtl.data.index import index_and_pack
@@ -436,6 +437,21 @@ def test_a_failed_write_is_one_line_naming_the_output_and_leaves_nothing(
     # No output, whole or partial, and no temporary file (the input data/ of train.py aside).
     written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(tmp_path / "data")]
     assert written == [tmp_path / "params.yaml"] and not any((tmp_path / "data").rglob(".*")), written
+
+
+def test_min_steps_trains_more_epochs_where_the_set_is_small(data, tmp_path):
+    """train.min_steps is a floor in optimizer steps: one epoch asked for, a floor of two
+    epochs' steps and one more: three epochs trained, as the curves, the summary and the
+    checkpoint say, with params.yaml's values recorded as given."""
+    steps = math.ceil(len(load_split(data / "packed", "train")) / 8)
+    cfg = {"epochs": 1, "batch_size": 8, "lr": 0.003, "min_steps": 2 * steps + 1}
+    result = train(data, tmp_path, "multi_input", params(train=cfg))
+    metrics = json.loads((tmp_path / "metrics_multi_input" / "metrics.json").read_text())
+    raw = torch.load(tmp_path / "multi_input.pt", weights_only=True)
+    assert result.epochs == metrics["epochs"] == metrics["step"] == raw["epochs"] == 3
+    assert raw["params"]["train"]["epochs"] == 1 and raw["params"]["train"]["min_steps"] == 2 * steps + 1
+    cfg["min_steps"] = steps  # a floor one epoch already reaches changes nothing
+    assert train(data, tmp_path / "again", "multi_input", params(train=cfg)).epochs == 1
 
 
 def test_a_diverged_run_writes_no_checkpoint(data, tmp_path):

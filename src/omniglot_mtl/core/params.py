@@ -248,6 +248,9 @@ class Augment:
 @dataclass(frozen=True, config=CONFIG)
 class Train:
     epochs: Annotated[StrictInt, Field(ge=1)] = 10
+    # A floor on the optimizer steps: more epochs where ``epochs`` would take fewer (a smaller
+    # set), so that a recipe tuned in steps holds on any set size (loop.epochs_for). 0: off.
+    min_steps: Annotated[StrictInt, Field(ge=0)] = 0
     batch_size: Annotated[StrictInt, Field(ge=1)] = 32
     # The peak learning rate under a schedule. Adam moves each weight by about lr a step: far
     # past 10, to inf in float32.

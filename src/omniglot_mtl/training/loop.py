@@ -55,6 +55,7 @@ class OneTask(nn.Module):
 @dataclass
 class FitResult:
     best_state: dict[str, torch.Tensor]
+    epochs: int  # trained: train.epochs, or more under train.min_steps
     best_epoch: int  # 1-based
     best_val: dict[str, float]  # validation accuracy per task at the best epoch
     images_per_s: float  # training throughput over all epochs (all processes), evaluation excluded
@@ -138,6 +139,12 @@ class CapturedStep:
         return self.losses
 
 
+def epochs_for(cfg: Train, steps_per_epoch: int) -> int:
+    """``cfg.epochs``, or more where that many epochs of ``steps_per_epoch`` would take fewer
+    than ``cfg.min_steps`` optimizer steps."""
+    return max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Cosine schedule: the learning rate's factor at optimizer step ``step`` (0-based).
 
@@ -169,7 +176,8 @@ def fit(
     world: World = ONE_PROCESS,
     capture: bool | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``train`` for ``cfg.epochs``; keep the weights of the best epoch.
+    """Train ``model`` on ``train`` for :func:`epochs_for` epochs; keep the weights of the best
+    epoch.
 
     "Best" is the highest :func:`selection_score` (earliest on ties).
     ``on_epoch(epoch, record)`` receives each epoch's training loss and validation accuracy per
@@ -210,11 +218,12 @@ def fit(
     order = torch.Generator().manual_seed(seed)  # shuffling, independent of the init's stream
     n, bs = world.padded(len(train)), cfg.batch_size  # rows per epoch
     steps = (n + bs - 1) // bs
+    epochs = epochs_for(cfg, steps)
     scheduler = None
     if cfg.schedule == "cosine":
         warmup = round(cfg.warmup_epochs * steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, cfg.epochs * steps, warmup)
+            optimizer, lambda step: lr_factor(step, epochs * steps, warmup)
         )
     distort = augment_generator(seed, device, world.rank) if cfg.augment.enabled else None
 
@@ -245,9 +254,9 @@ def fit(
     captured = CapturedStep(step, optimizer, distort) if capture else None
     best_epoch, best_val, best_state = 0, {}, {}
     train_seconds = 0.0
-    bar = tqdm(total=cfg.epochs * steps, unit="batch", disable=None if world.main else True, leave=False)
-    for epoch in range(1, cfg.epochs + 1):
-        bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+    bar = tqdm(total=epochs * steps, unit="batch", disable=None if world.main else True, leave=False)
+    for epoch in range(1, epochs + 1):
+        bar.set_description(f"epoch {epoch}/{epochs}")
         model.train()
         # Loss sums stay on the device: reading them each step would sync the GPU every batch.
         loss_sums = torch.zeros(len(model.tasks), device=device)
@@ -284,9 +293,11 @@ def fit(
         if bar.disable and world.main:  # no bar where the output is not a terminal: a line instead
             losses = ", ".join(f"{t} {v:.4f}" for t, v in mean_loss.items())
             accuracies = ", ".join(f"{t} {v:.3f}" for t, v in val_acc.items())
-            print(f"epoch {epoch}/{cfg.epochs}: train loss {losses}; val accuracy {accuracies}", flush=True)
+            print(f"epoch {epoch}/{epochs}: train loss {losses}; val accuracy {accuracies}", flush=True)
         if not best_val or selection_score(val_acc, weighting) > selection_score(best_val, weighting):
             best_epoch, best_val = epoch, val_acc
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bar.close()
-    return FitResult(best_state, best_epoch, best_val, n * cfg.epochs / train_seconds, world.rank, world.size)
+    return FitResult(
+        best_state, epochs, best_epoch, best_val, n * epochs / train_seconds, world.rank, world.size
+    )

@@ -146,6 +146,7 @@ def _train(
             live.next_step()
 
         result = fit(model, weighting, train, val, cfg, params.seed, log, world)
+        live.summary["epochs"] = result.epochs
         live.summary["best_epoch"] = result.best_epoch
         live.summary["best_val_accuracy"] = result.best_val
         extra = {}
@@ -164,6 +165,7 @@ def _train(
             characters,
             {name: value for name, value in as_dict(params).items() if recorded is None or name in recorded},
             {
+                "epochs": result.epochs,
                 "best_epoch": result.best_epoch,
                 "precision": cfg.precision,
                 "val_accuracy": result.best_val,
