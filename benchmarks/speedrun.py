@@ -92,7 +92,7 @@ def main() -> None:
             row = {
                 "seed": seed,
                 "model": kind,
-                "train_tflop": round(flops[kind] * len(data["train"]) * params.train.epochs / 1e12, 2),
+                "train_tflop": round(flops[kind] * len(data["train"]) * result.epochs / 1e12, 2),
                 "fit_s": round(seconds, 1),
                 "images_per_s": round(result.images_per_s),
                 "best_epoch": result.best_epoch,
