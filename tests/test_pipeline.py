@@ -644,8 +644,8 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr == (
         "error: recipes/typo.yaml: train.epoch: unknown key; did you mean epochs? (known: augment, "
-        "batch_size, epochs, label_smoothing, lr, muon_lr, optimizer, precision, schedule, threads, "
-        "warmup_epochs, weight_decay)\n"
+        "batch_size, epochs, label_smoothing, lr, min_steps, muon_lr, optimizer, precision, schedule, "
+        "threads, warmup_epochs, weight_decay)\n"
     )
     assert exp_rows(repo) == before
     printed = subprocess.run(
