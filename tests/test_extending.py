@@ -1,14 +1,18 @@
 """docs/extending.md's promise: a backbone or a loss weighting method is one class, registered
 with one decorator, and the one training loop trains with it."""
 
+from typing import Annotated
+
 import pytest
 import torch
 from torch import nn
 
+from omniglot_mtl.core.errors import ParamError
 from omniglot_mtl.core.packed import load_split, read_maps
-from omniglot_mtl.core.params import Train
+from omniglot_mtl.core.params import Train, between, from_dict
 from omniglot_mtl.models import backbones
 from omniglot_mtl.models.networks import ModelConfig, build_model
+from omniglot_mtl.training.check import check_registered
 from omniglot_mtl.training.loop import fit
 from omniglot_mtl.weighting import methods as weighting
 
@@ -66,3 +70,28 @@ def test_a_name_registered_twice_is_refused(registries):
         backbones.register("seed")(lambda size: None)
     with pytest.raises(ValueError, match="method 'dwa' is registered twice"):
         weighting.register("dwa")(weighting.LossWeighting)
+
+
+def test_a_new_methods_hyperparameter_is_checked_by_its_annotation(registries):
+    """A hyperparameter is a keyword-only argument annotated as params.yaml's fields are: the
+    params check validates loss.<method>.<name> by that annotation, strictly, in one line."""
+
+    @weighting.register("capped")
+    class Capped(weighting.LossWeighting):
+        def __init__(self, weights, *, cap: Annotated[float, between(0.5, 2.0)] = 1.0, **kwargs):
+            super().__init__(weights, **kwargs)
+            self.cap = cap
+
+    def checked(section: dict) -> None:
+        check_registered(from_dict({"loss": {"method": "capped", "capped": section}}))
+
+    checked({"cap": 2})  # an integer is a number
+    for section, message in (
+        ({"cap": 3}, "loss.capped.cap: must be between 0.5 and 2, got 3"),
+        ({"cap": "2"}, "loss.capped.cap: must be a number, got '2'"),
+        ({"cap": True}, "loss.capped.cap: must be a number, got True"),
+        ({"cpa": 1.0}, "loss.capped.cpa: unknown key; did you mean cap? (known: cap)"),
+    ):
+        with pytest.raises(ParamError) as err:
+            checked(section)
+        assert str(err.value) == f"params.yaml: {message}"
