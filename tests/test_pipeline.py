@@ -599,20 +599,19 @@ def test_capping_after_torch_is_imported_is_refused():
 def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(workspace):
     repo = workspace
     recipe = yaml.safe_load((repo / "recipes" / "convnet.yaml").read_text())
-    run = shell(
-        repo, documented_line("omniglot-mtl-recipe recipes/convnet.yaml -n convnet-1-epoch -S train.epochs=1")
+    one_epoch = documented_line(
+        "omniglot-mtl-recipe recipes/convnet.yaml -n convnet-1-epoch -S train.epochs=1 -S train.min_steps=0"
     )
+    run = shell(repo, one_epoch)
     shown = run.stdout.splitlines()[0]  # the DVC command it runs, first
     assert shown.startswith(
         "$ dvc exp run -S model.backbone=convnet -S model.alphabet_hidden=1024 -S data.image_size=32 "
-        "-S train.epochs=8 "
+        "-S train.epochs=8 -S train.min_steps=1688 "
     )
-    assert shown.endswith(
-        " -S train.augment.shift=0.06 -S cpu.portable=false -n convnet-1-epoch -S train.epochs=1"
-    )
+    assert shown.endswith(" -S cpu.portable=false -n convnet-1-epoch -S train.epochs=1 -S train.min_steps=0")
     # Every value of the recipe is in the experiment's params.yaml; the -S given after it wins.
     (row,) = [r for r in exp_rows(repo) if r["name"] == "convnet-1-epoch"]
-    expected = recipe | {"train": recipe["train"] | {"epochs": 1}}
+    expected = recipe | {"train": recipe["train"] | {"epochs": 1, "min_steps": 0}}
     for section, values in expected.items():
         for key, value in values.items():
             got = row["params"][section][key]
@@ -622,6 +621,7 @@ def test_a_recipe_runs_as_one_experiment_and_params_yaml_holds_its_values(worksp
     assert checkpoint["params"]["model"] == {"backbone": "convnet", "alphabet_hidden": 1024}
     assert checkpoint["config"]["alphabet_hidden"] == 1024
     assert checkpoint["params"]["train"]["lr"] == 0.003 and checkpoint["params"]["train"]["epochs"] == 1
+    assert checkpoint["epochs"] == 1  # the floor off: one epoch trained
     assert checkpoint["params"]["train"]["optimizer"] == "muon"
     assert checkpoint["params"]["train"]["muon_lr"] == 0.025
     # Arguments after the recipe reach DVC: a queue of the recipe over two more seeds.
