@@ -657,7 +657,7 @@ def test_a_bad_recipe_is_one_line_and_runs_nothing(workspace):
     ).stdout
     assert (
         printed.startswith("-S model.backbone=convnet -S model.alphabet_hidden=1024 ")
-        and printed.count("-S") == 18
+        and printed.count("-S") == 19
     )
 
 
