@@ -9,7 +9,8 @@ run), reproduces and commits the baseline (the first seed, the first value of ea
 then queues the grid with one ``dvc exp run --queue -S seed=0,1,2 -S KEY=V1,V2 ...`` (the
 baseline's own combination comes from DVC's run cache) and runs the queue. Prints
 ``omniglot-mtl-compare --md`` over every run, the wall time, the machine, and the comparison as
-a JSON line. With no ``--vary``, one group: the seed-to-seed spread alone.
+a JSON line. With no ``--vary``, one group, the seed-to-seed spread alone: its runs' accuracies
+(``dvc exp show``) in place of the comparison.
 """
 
 import argparse
@@ -56,9 +57,14 @@ def main() -> None:
     print(
         f"source {source}; recipe {args.recipe or 'none'}; params {args.set or 'none'}; grid {' '.join(grid)}"
     )
-    print(run(repo, env, "omniglot-mtl-compare", "--md"))
+    if args.vary:
+        print(run(repo, env, "omniglot-mtl-compare", "--md"))
+        compared = json.loads(run(repo, env, "omniglot-mtl-compare", "--json"))
+    else:  # one group: compare has nothing to compare it with; its runs' accuracies instead
+        keep = r"Experiment|^seed$|multi_(input|output)\.[a-z_]+\.accuracy$"
+        print(run(repo, env, "dvc", "exp", "show", "--md", "--drop", ".*", "--keep", keep))
+        compared = None
     print(f"{wall / 60:.1f} min; {machine()}")
-    compared = json.loads(run(repo, env, "omniglot-mtl-compare", "--json"))
     print(
         json.dumps(
             {

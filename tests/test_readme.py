@@ -107,6 +107,19 @@ RUN_BY = {
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background -S cpu.portable=false "
     "--vary train.precision=fp32,bf16": (REAL_DATA, None),
     "make bench DATA=path/to/images_background": (REAL_DATA, None),
+    "python benchmarks/cut_set.py ../shared/omniglot/images_background /tmp/cut20 --alphabets 20": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/seed_sweep.py /tmp/cut20 --recipe recipes/convnet.yaml "
+    "--vary train.min_steps=0,1688": (REAL_DATA, None),
+    "python benchmarks/seed_sweep.py /tmp/cut20 --recipe recipes/convnet-long.yaml": (REAL_DATA, None),
+    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml": (
+        REAL_DATA,
+        None,
+    ),
+    "python benchmarks/seed_sweep.py ../shared/omniglot/images_background "
+    "--recipe recipes/convnet-long.yaml": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
     "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/pipeline_time.py "
     "../shared/omniglot/images_background --recipe recipes/convnet-long.yaml": (
