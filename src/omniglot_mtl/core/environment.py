@@ -3,21 +3,17 @@
 Floating-point results depend on the library versions, the instruction sets oneDNN, MKL and
 PyTorch's kernels pick (and so the order of their sums) and the thread count. The same code,
 params and data give byte-identical checkpoints where those agree. A checkpoint records exactly
-those facts (:func:`determinants`), so that two machines that compute the same bytes write the
-same file; the rest of the machine (its CPU model, Python, the other packages) goes to a side
-file DVC does not track (:func:`machine`).
+those facts (:func:`determinants`) and nothing else of the machine, so that two machines that
+compute the same bytes write the same file.
 
 No torch at import: ``apply_cpu_portable`` must run before torch is imported.
 """
 
-import hashlib
 import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-from omniglot_mtl.core.atomic import write_json
 
 # cpu.portable: arithmetic that x86-64 CPUs of both vendors do alike (docs/reproducibility.md).
 # oneDNN, MKL and PyTorch's own kernels read these variables once, when they first compute.
@@ -35,7 +31,6 @@ PORTABLE_THREADS = 2
 # The packages whose code computes a checkpoint's bytes (decoding and packing ran before, with
 # Pillow; no stage imports torchvision).
 COMPUTING = ("torch", "numpy")
-PACKAGES = ("numpy", "pillow", "torchvision", "dvc", "dvclive")
 
 
 def apply_cpu_portable(portable: bool) -> None:
@@ -114,27 +109,6 @@ def gpu(device) -> dict[str, str | bool]:
         "cudnn": str(torch.backends.cudnn.version()),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
-
-
-def machine() -> dict[str, str]:
-    """The rest of the machine a run was made on: for the side file, not the checkpoint."""
-    return {
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "platform": f"{sys.platform} {platform.machine()}",
-        **{name: _version(name) for name in PACKAGES},
-    }
-
-
-def write_machine_note(checkpoint: Path) -> Path:
-    """Write ``<checkpoint>.machine.json``: :func:`machine` and the sha256 of the checkpoint it
-    made. Untracked by DVC and git, so it cannot make two machines' dvc.lock differ; the hash
-    tells whether it still describes the checkpoint beside it (one DVC restored from its cache
-    was made elsewhere)."""
-    note = checkpoint.with_suffix(".machine.json")
-    made = {"checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(), **machine()}
-    write_json(note, made)
-    return note
 
 
 def _version(name: str) -> str:

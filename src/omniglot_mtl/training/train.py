@@ -19,7 +19,7 @@ from torch import nn
 
 from omniglot_mtl.core.atomic import atomic_dir
 from omniglot_mtl.core.devices import configure_cuda, resolve_device, resolve_precision
-from omniglot_mtl.core.environment import determinants, write_machine_note
+from omniglot_mtl.core.environment import determinants
 from omniglot_mtl.core.errors import InputError
 from omniglot_mtl.core.packed import load_split, read_maps
 from omniglot_mtl.core.params import Params, as_dict
@@ -174,7 +174,6 @@ def _train(
             }
             | extra,
         )
-    write_machine_note(model_path)
     return result
 
 
