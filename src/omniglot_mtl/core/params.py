@@ -372,14 +372,18 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     (:func:`omniglot_mtl.training.check.check_registered`), so that no other stage imports
     torch before ``cpu.portable`` caps it, nor depends on the model and weighting code.
     """
-    path = Path(path)
+    raw = read_yaml(Path(path), "not found (run stages from the project root)")
+    return from_dict({} if raw is None else raw)
+
+
+def read_yaml(path: Path, missing: str):
+    """The YAML file ``path``; a missing or malformed one is one :class:`InputError` naming it."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{path}: not found (run stages from the project root)") from None
+        raise InputError(f"{path}: {missing}") from None
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {err}".splitlines()[0]) from None
-    return from_dict({} if raw is None else raw)
 
 
 def from_dict(raw) -> Params:

@@ -20,18 +20,12 @@ from pathlib import Path
 import yaml
 
 from omniglot_mtl.core.errors import InputError
-from omniglot_mtl.core.params import as_dict, from_dict, load_params
+from omniglot_mtl.core.params import as_dict, from_dict, load_params, read_yaml
 from omniglot_mtl.training.check import check_registered
 
 
 def read_recipe(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: recipe not found") from None
-    except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML: {err}".splitlines()[0]) from None
+    recipe = read_yaml(Path(path), "recipe not found")
     if not isinstance(recipe, dict) or not recipe:
         raise InputError(f"{path}: a recipe is a mapping of params.yaml keys, e.g. train: {{epochs: 40}}")
     return recipe
