@@ -92,7 +92,7 @@ def make_optimizer(
     ]
     if muon:  # the kernels, (out, in, *kernel size), are Muon's
         kernels = {"params": [p for p in params if p.ndim > 2], "lr": cfg.muon_lr, "muon": True}
-        return MuonAdamW([kernels, *groups], lr=cfg.lr)
+        return MuonAdamW([kernels, *groups], lr=cfg.lr, fused=fused)
     return torch.optim.AdamW(groups, lr=lr, fused=fused, capturable=capturable)
 
 

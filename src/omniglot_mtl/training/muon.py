@@ -36,23 +36,24 @@ def orthogonalize(g: torch.Tensor) -> torch.Tensor:
     return x.T if tall else x
 
 
-class MuonAdamW(torch.optim.Optimizer):
-    """One optimizer, so that one scheduler moves every group's ``lr``: the groups with
-    ``"muon": True`` hold convolution kernels, the others are AdamW's (``weight_decay`` per
-    group), written out here. It is ``torch.optim.AdamW``'s update up to rounding: the bias
-    correction is divided inside the square root, where torch divides outside it."""
-
-    def __init__(self, groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        defaults = {"lr": lr, "muon": False, "weight_decay": 0.0, "betas": betas, "eps": eps}
-        super().__init__(groups, defaults)
+class MuonAdamW(torch.optim.AdamW):
+    """torch's AdamW, except for the groups marked ``"muon": True``: convolution kernels, which
+    take Muon's step. One optimizer, so that one scheduler moves every group's ``lr``."""
 
     @torch.no_grad()
     def step(self) -> None:  # no closure: the training loop never passes one
-        for group in self.param_groups:
-            update = self._muon if group["muon"] else self._adamw
-            for p in group["params"]:
-                if p.grad is not None:
-                    update(p, group)
+        groups = self.param_groups
+        # AdamW's own step (fused, where asked) over its groups alone; the kernels have no Adam state.
+        self.param_groups = [g for g in groups if not g.get("muon")]
+        try:
+            super().step()
+        finally:
+            self.param_groups = groups
+        for group in groups:
+            if group.get("muon"):
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self._muon(p, group)
 
     def _muon(self, p: torch.Tensor, group: dict) -> None:
         state = self.state[p]
@@ -65,18 +66,3 @@ class MuonAdamW(torch.optim.Optimizer):
         step = orthogonalize(nesterov.flatten(1)).view_as(p) * math.sqrt(out / min(out, fan_in))
         p.mul_(math.sqrt(out) / p.norm())
         p.add_(step, alpha=-group["lr"])
-
-    def _adamw(self, p: torch.Tensor, group: dict) -> None:
-        state = self.state[p]
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(p)
-            state["exp_avg_sq"] = torch.zeros_like(p)
-        beta1, beta2 = group["betas"]
-        state["step"] += 1
-        t = state["step"]
-        state["exp_avg"].lerp_(p.grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-        p.mul_(1 - group["lr"] * group["weight_decay"])
-        denominator = (state["exp_avg_sq"] / (1 - beta2**t)).sqrt_().add_(group["eps"])
-        p.addcdiv_(state["exp_avg"], denominator, value=-group["lr"] / (1 - beta1**t))
