@@ -268,7 +268,7 @@ def test_experiment_workflow(workspace):
     # The same two revisions' curves on one page.
     dvc(repo, *documented("dvc plots diff main char-weight-2")[1:])
     page = (repo / "dvc_plots" / "index.html").read_text()
-    assert page.count("vegaEmbed(") == 7 and "char-weight-2" in page
+    assert page.count("vegaEmbed(") == 10 and "char-weight-2" in page  # 8 curves, 2 test charts
 
     diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", exp_name, "--all", "--json").stdout)
     evaluate = diff["metrics/evaluate.json"]
