@@ -1,5 +1,6 @@
 """The exception types for bad input, and how a stage reports it."""
 
+import difflib
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +16,14 @@ class ParamError(InputError):
     def __init__(self, key: str, message: str):
         super().__init__(f"params.yaml: {key}: {message}")
         self.key = key
+
+
+def did_you_mean(value, choices, quote: bool = False) -> str:
+    """``"; did you mean X?"`` with the closest of ``choices`` to ``value``, or ``""`` if none is close."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    if not close:
+        return ""
+    return f"; did you mean {close[0]!r}?" if quote else f"; did you mean {close[0]}?"
 
 
 def run_stage(main: Callable[[], None]) -> None:

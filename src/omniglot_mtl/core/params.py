@@ -6,7 +6,6 @@ line that names its key, e.g. ``params.yaml: train.lr: must be > 0, got -1``: :f
 turns pydantic's first error into that line.
 """
 
-import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import field, fields, is_dataclass
@@ -30,7 +29,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from omniglot_mtl.core.errors import InputError, ParamError
+from omniglot_mtl.core.errors import InputError, ParamError, did_you_mean
 from omniglot_mtl.core.tasks import ALPHABET, CHARACTER
 
 SOURCES = ("synthetic", "omniglot", "folder")
@@ -84,9 +83,7 @@ def not_one_of(value, choices) -> str | None:
     """Why ``value`` is not one of ``choices`` (suggesting the closest one), or None if it is."""
     if value in choices:
         return None
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"must be one of {list(choices)}, got {value!r}{hint}"
+    return f"must be one of {list(choices)}, got {value!r}{did_you_mean(value, choices, quote=True)}"
 
 
 def one_of(key: str, value, choices) -> None:
@@ -430,8 +427,7 @@ def fault(err: pydantic.ValidationError, root: type, prefix: str = "") -> ParamE
     kind, ctx, value = first["type"], first.get("ctx", {}), first["input"]
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
         known = sorted(names(root, parents) - {"methods"})  # Loss.methods holds loss.<method>
-        close = difflib.get_close_matches(str(last), known, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        hint = did_you_mean(last, known)
         return ParamError(key, f"unknown key{hint} (known: {', '.join(known) or 'none'})")
     if kind == "value_error":
         return ParamError(key or "(top level)", str(ctx["error"]))

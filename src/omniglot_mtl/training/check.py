@@ -1,12 +1,10 @@
 """What params.yaml names that only the registries can tell: checked by the params check stage,
 before any output is deleted, and by ``omniglot-mtl-recipe`` before it queues a run."""
 
-import difflib
-
 import torch
 
 from omniglot_mtl.core.devices import resolve_device
-from omniglot_mtl.core.errors import ParamError
+from omniglot_mtl.core.errors import ParamError, did_you_mean
 from omniglot_mtl.core.params import Params, from_signature, one_of
 from omniglot_mtl.models.backbones import BACKBONES
 from omniglot_mtl.weighting.methods import METHODS, hyperparameters, make_weighting
@@ -28,8 +26,7 @@ def check_registered(params: Params) -> None:
             raise ParamError("data.image_size", f"{err} (model.backbone: {params.model.backbone})") from None
     for method, given in params.loss.methods.items():
         if method not in METHODS:
-            close = difflib.get_close_matches(method, METHODS, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            hint = did_you_mean(method, METHODS)
             raise ParamError(
                 f"loss.{method}", f"not a loss weighting method{hint} (known: {', '.join(METHODS)})"
             )
