@@ -114,6 +114,8 @@ RUN_BY = {
     "python benchmarks/seed_sweep.py /tmp/cut20 --recipe recipes/convnet.yaml "
     "--vary train.min_steps=0,1688": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py /tmp/cut20 --recipe recipes/convnet-long.yaml": (REAL_DATA, None),
+    "python benchmarks/cut_set.py ../shared/omniglot/images_background /tmp/half --drop-drawers 8 9 10 11 12 "
+    "13 14": (REAL_DATA, None),
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml": (
         REAL_DATA,
         None,
