@@ -53,7 +53,7 @@ PROJECT_FILES = [
     "stages",
     "src",
     "data/external",
-    "models/.gitignore",  # the machine notes beside the checkpoints are not tracked
+    "models/.gitignore",  # as a clone has it: DVC's ignore rules for the checkpoints
     ".dvc/config",
     ".dvc/plots",
 ]

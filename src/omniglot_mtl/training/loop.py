@@ -91,7 +91,12 @@ def make_optimizer(
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
     if muon:  # the kernels, (out, in, *kernel size), are Muon's
-        kernels = {"params": [p for p in params if p.ndim > 2], "lr": cfg.muon_lr, "muon": True}
+        kernels = {
+            "params": [p for p in params if p.ndim > 2],
+            "lr": cfg.muon_lr,
+            "muon": True,
+            "weight_decay": 0.0,
+        }
         return MuonAdamW([kernels, *groups], lr=cfg.lr, fused=fused)
     return torch.optim.AdamW(groups, lr=lr, fused=fused, capturable=capturable)
 

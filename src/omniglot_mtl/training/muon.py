@@ -19,7 +19,7 @@ import math
 import torch
 
 NEWTON_SCHULZ = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's and the Muon repository's
-NEWTON_SCHULZ_STEPS = 5  # 3 lost half the gain (docs/results.md, "Time to accuracy")
+NEWTON_SCHULZ_STEPS = 5  # 3 lost half the gain (docs/results.md at commit d861b80, "Time to accuracy")
 MOMENTUM = 0.9
 
 
@@ -58,7 +58,10 @@ class MuonAdamW(torch.optim.AdamW):
     def _muon(self, p: torch.Tensor, group: dict) -> None:
         state = self.state[p]
         if not state:
+            # "step": AdamW's load_state_dict reads one from every parameter's state.
+            state["step"] = torch.tensor(0.0)
             state["momentum"] = torch.zeros_like(p)
+        state["step"] += 1
         momentum = state["momentum"].lerp_(p.grad, 1 - MOMENTUM)
         nesterov = p.grad.lerp(momentum, MOMENTUM)
         out, fan_in = p.shape[0], p[0].numel()
