@@ -72,3 +72,8 @@ def test_muon_moves_kernels_by_a_fraction_of_their_norm_and_everything_else_as_a
     assert kernels["params"][0].shape[0] > kernels["params"][0][0].numel()  # the tall case was run
     for p in reference:
         torch.testing.assert_close(reference[p], next(q for q in params if id(q) == p))
+    # Its state loads back: AdamW's load_state_dict reads a step from every parameter's state.
+    fresh = make_optimizer(model, weighting, cfg, torch.device("cpu"))
+    fresh.load_state_dict(optimizer.state_dict())
+    for kernel in kernels["params"]:
+        torch.testing.assert_close(fresh.state[kernel]["momentum"], optimizer.state[kernel]["momentum"])
