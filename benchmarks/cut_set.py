@@ -17,6 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from omniglot_mtl.data.layout import DRAWING_NAME
+
 
 def cut(
     source: Path, out: Path, alphabets: int | None, seed: int = 0, drop: tuple[int, ...] = ()
@@ -28,10 +30,11 @@ def cut(
     if not 1 <= alphabets <= len(names):
         raise ValueError(f"--alphabets: {source} has {len(names)} alphabets, got {alphabets}")
     chosen = sorted(random.Random(seed).sample(names, alphabets))
-    dropped = {f"_{d:02d}" for d in drop}
 
     def ignore(folder: str, entries: list[str]) -> list[str]:
-        return [e for e in entries if Path(e).stem[-3:] in dropped]
+        """The drawings by a dropped drawer, read as the index stage reads a drawing's name."""
+        matches = ((e, DRAWING_NAME.match(e)) for e in entries)
+        return [e for e, match in matches if match and int(match.group(2)) in drop]
 
     out.mkdir(parents=True)
     for name in chosen:
