@@ -1,4 +1,5 @@
-"""Stage download: data.source omniglot -> data/downloads/images_<set>.zip (empty otherwise)"""
+"""Stage download: data.source omniglot -> data/downloads/images_<set>.zip (otherwise a note saying
+there was nothing to download)"""
 
 from pathlib import Path
 

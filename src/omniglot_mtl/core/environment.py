@@ -12,7 +12,7 @@ No torch at import: ``apply_cpu_portable`` must run before torch is imported.
 import os
 import platform
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from pathlib import Path
 
 # cpu.portable: arithmetic that x86-64 CPUs of both vendors do alike (docs/reproducibility.md).
@@ -28,9 +28,6 @@ PORTABLE_CAPS = {
 }
 # ... and one thread count everywhere: threads split the reductions, and so change the bytes.
 PORTABLE_THREADS = 2
-# The packages whose code computes a checkpoint's bytes (decoding and packing ran before, with
-# Pillow; no stage imports torchvision).
-COMPUTING = ("torch", "numpy")
 
 
 def apply_cpu_portable(portable: bool) -> None:
@@ -83,9 +80,11 @@ def determinants(device, threads: int) -> dict[str, str | int]:
     import torch
 
     return {
-        # With its build (2.14.1+cu130, 2.14.1+cpu); str(): weights_only loading refuses the subclass.
+        # The packages whose code computes a checkpoint's bytes (decoding and packing ran before,
+        # with Pillow). torch with its build (2.14.1+cu130, 2.14.1+cpu); str(): weights_only
+        # loading refuses torch's version subclass.
         "torch": str(torch.__version__),
-        **{name: _version(name) for name in COMPUTING[1:]},
+        "numpy": version("numpy"),
         "device": str(device),
         # The widest instruction set PyTorch's own CPU kernels use here (AVX512, AVX2): under
         # cpu.portable, AVX2 on every CPU that has it.
@@ -109,10 +108,3 @@ def gpu(device) -> dict[str, str | bool]:
         "cudnn": str(torch.backends.cudnn.version()),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
-
-
-def _version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"

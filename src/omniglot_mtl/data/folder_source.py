@@ -24,7 +24,7 @@ def folder_sets(data: Data) -> list[tuple[str, Path]]:
     ``data.sets`` has nothing to choose and anything but its default is refused. Looks at names
     only, so the params check can call it before any stage runs.
 
-    The zips (about 30 lines here and in :mod:`.sources`) buy the offline path with no unzip
+    The zips buy the offline path with no unzip
     step: the official ``images_background.zip`` copied into a folder, ``dvc exp run -S
     data.source=folder -S data.folder=/path/to/that/folder`` reads it, md5-checked.
     """
@@ -63,7 +63,8 @@ def check_against_data(data: Data) -> None:
     """Refuse, in one line naming the param, what only the data can tell is wrong."""
     present = source_drawers(data)
     if not present:
-        raise ParamError("data.folder", f"{data.folder} holds no drawings named <id>_<drawer>.png")
+        drawings = "drawings named <id>_<drawer> with an image suffix"
+        raise ParamError("data.folder", f"{data.folder} holds no {drawings}")
     data.split.check_drawers(present)
 
 

@@ -28,13 +28,7 @@ from omniglot_mtl.core.errors import InputError
 from omniglot_mtl.core.packed import load_split, names_by_index, read_maps
 from omniglot_mtl.core.tasks import ALPHABET, CHARACTER, MAPS
 from omniglot_mtl.models.checkpoints import load_checkpoint
-from omniglot_mtl.models.inference import (
-    BOTH_HEADS,
-    alphabet_log_probs,
-    character_alphabet,
-    predict,
-    within_alphabet,
-)
+from omniglot_mtl.models.inference import BOTH_HEADS, character_alphabet, predict, read_out
 
 PER_IMAGE = "per_image"  # the folder of per-image results under the plots folder
 
@@ -85,6 +79,7 @@ def evaluate(
     alphabet_names = names_by_index(alphabets)
     test = load_split(packed_dir, "test").to(device)
     true_alpha, true_char = test.labels[ALPHABET], test.labels[CHARACTER]
+    labels = test.labels | {BOTH_HEADS: true_alpha}
     char_to_alpha = character_alphabet(alphabets, characters).to(device)
     metrics: dict = {}
     per_alphabet = []
@@ -94,11 +89,10 @@ def evaluate(
         model, checkpoint = load_checkpoint(path, device)
         if checkpoint[MAPS[ALPHABET]] != alphabets or checkpoint[MAPS[CHARACTER]] != characters:
             raise InputError(f"{path}: trained on other index maps than {index_dir}; retrain it (dvc repro)")
-        logits = predict(model, test)
-        if ALPHABET in model.inputs:
-            logits[CHARACTER] = within_alphabet(logits[CHARACTER], true_alpha, char_to_alpha)
-        metrics[kind] = {t: task_metrics(logits[t], test.labels[t]) for t in model.tasks}
-        predicted[kind] = {t: logits[t].argmax(1) for t in model.tasks}
+        read_as = checkpoint.get("alphabet_read_out")
+        logits = read_out(model, predict(model, test), char_to_alpha, read_as, true_alpha)
+        metrics[kind] = {t: task_metrics(logits[t], labels[t]) for t in logits}
+        predicted[kind] = {t: logits[t].argmax(1) for t in logits}
         correct = (logits[CHARACTER].argmax(1) == true_char).float()
         hits = torch.zeros(len(alphabets), device=device).index_add_(0, true_alpha, correct)
         counts = torch.bincount(true_alpha, minlength=len(alphabets)).clamp(min=1)
@@ -111,12 +105,8 @@ def evaluate(
                 }
             )
         )
-        if ALPHABET in logits:
-            both = alphabet_log_probs(logits, char_to_alpha, checkpoint["alphabet_read_out"])
-            metrics[kind][BOTH_HEADS] = task_metrics(both, true_alpha) | {
-                "read_out": checkpoint["alphabet_read_out"]
-            }
-            predicted[kind][BOTH_HEADS] = both.argmax(1)
+        if BOTH_HEADS in logits:
+            metrics[kind][BOTH_HEADS]["read_out"] = read_as
             pred_alpha = logits[ALPHABET].argmax(1)
             agree = char_to_alpha[logits[CHARACTER].argmax(1)] == pred_alpha
             metrics[kind]["consistency"] = round(agree.float().mean().item(), 6)
@@ -128,7 +118,6 @@ def evaluate(
             )
     metrics["test_images"] = len(test)
     paths = pd.read_csv(Path(index_dir) / "test.csv", usecols=["path"])["path"]  # the packed split's rows
-    labels = test.labels | {BOTH_HEADS: true_alpha}
     images = {kind: per_image(paths, labels, answers) for kind, answers in predicted.items()}
     return metrics, pd.concat(per_alphabet, ignore_index=True), confusion, images
 

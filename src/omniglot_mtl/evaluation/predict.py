@@ -27,13 +27,7 @@ from omniglot_mtl.core.tasks import ALPHABET, CHARACTER, MAPS, TASKS
 from omniglot_mtl.data.decode import decode
 from omniglot_mtl.data.layout import IMAGE_SUFFIXES
 from omniglot_mtl.models.checkpoints import load_checkpoint
-from omniglot_mtl.models.inference import (
-    BOTH_HEADS,
-    alphabet_log_probs,
-    character_alphabet,
-    predict,
-    within_alphabet,
-)
+from omniglot_mtl.models.inference import BOTH_HEADS, character_alphabet, predict, read_out
 
 
 def predict_files(
@@ -76,12 +70,12 @@ def predict_files(
     # made exactly as the index stage packs them.
     logits = predict(model, PackedSplit(batch, labels))
     char_to_alpha = character_alphabet(checkpoint[MAPS[ALPHABET]], checkpoint[MAPS[CHARACTER]])
-    if ALPHABET in model.inputs:  # the characters of the given alphabet, as evaluate scores them
-        logits[CHARACTER] = within_alphabet(logits[CHARACTER], labels[ALPHABET], char_to_alpha)
+    # Read out as evaluate scores it.
+    read_as = checkpoint.get("alphabet_read_out")
+    logits = read_out(model, logits, char_to_alpha, read_as, labels.get(ALPHABET))
     probabilities = {task: logits[task].softmax(1) for task in model.tasks}
-    if ALPHABET in model.tasks:  # and the alphabet read from both heads, as evaluate scores it
-        both = alphabet_log_probs(logits, char_to_alpha, checkpoint["alphabet_read_out"])
-        probabilities[BOTH_HEADS] = both.exp()
+    if BOTH_HEADS in logits:  # already log-probabilities
+        probabilities[BOTH_HEADS] = logits[BOTH_HEADS].exp()
         names[BOTH_HEADS] = names[ALPHABET]
     shown = {task: probs.shape[1] for task, probs in probabilities.items()}  # at most, per task
     if ALPHABET in model.inputs:  # no character outside the given alphabet
@@ -146,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     images = expand(args.images)
     if not images:
-        sys.exit(f"error: no PNG files in {', '.join(map(str, args.images))}")
+        sys.exit(f"error: no image files in {', '.join(map(str, args.images))}")
     try:
         results = predict_files(args.checkpoint, images, args.alphabet, args.top)
     except InputError as err:
@@ -155,26 +149,15 @@ def main(argv: list[str] | None = None) -> None:
         if "error" in result:
             print(f"error: {result['error']}", file=sys.stderr)
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "image": r["image"],
-                        **(
-                            {"error": r["error"]}
-                            if "error" in r
-                            else {
-                                task: [{"name": n, "probability": p} for n, p in ranked]
-                                for task, ranked in r["predictions"].items()
-                            }
-                        ),
-                    }
-                    for r in results
-                ],
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        entries = []
+        for result in results:
+            entry = {"image": result["image"]}
+            if "error" in result:
+                entry["error"] = result["error"]
+            for task, ranked in result.get("predictions", {}).items():
+                entry[task] = [{"name": n, "probability": p} for n, p in ranked]
+            entries.append(entry)
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
     else:
         for result in results:
             for task, ranked in result.get("predictions", {}).items():

@@ -318,29 +318,25 @@ def compare(runs: list[Run], named: bool = False) -> dict:
             "run the other setting too (e.g. dvc exp run --queue -S loss.char_weight=2 -S seed=0,1,2)"
         )
     labels = [d["label"] for d in described]
-    if sizes == {1}:
-        return {
-            "mode": "mcnemar",
-            "differing": differing,
-            "groups": described,
-            "comparisons": _pairs(groups),
-            "delta_m": delta_m(groups, labels),
-        }
-    single = [d["label"] for d, g in zip(described, groups, strict=True) if len(g) == 1]
-    if single and not named and len(groups) - len(single) >= 2:  # a leftover run: compare the rest
-        for name in single:
-            print(f"note: {name}: one seed, so no spread to compare against; left out", file=sys.stderr)
-        return compare([r for g in groups if len(g) > 1 for r in g], named)
-    if single:
-        raise InputError(
-            f"{'; '.join(single)}: one seed, so no spread to compare against; queue more seeds "
-            "(dvc exp run --queue -S seed=1,2 with the same params) or name one run per setting"
-        )
+    if sizes == {1}:  # one run per setting: its models, image by image
+        mode, comparisons = "mcnemar", _pairs(groups)
+    else:
+        single = [d["label"] for d, g in zip(described, groups, strict=True) if len(g) == 1]
+        if single and not named and len(groups) - len(single) >= 2:  # a leftover run: compare the rest
+            for name in single:
+                print(f"note: {name}: one seed, so no spread to compare against; left out", file=sys.stderr)
+            return compare([r for g in groups if len(g) > 1 for r in g], named)
+        if single:
+            raise InputError(
+                f"{'; '.join(single)}: one seed, so no spread to compare against; queue more seeds "
+                "(dvc exp run --queue -S seed=1,2 with the same params) or name one run per setting"
+            )
+        mode, comparisons = "seeds", _seed_groups(groups, labels)
     return {
-        "mode": "seeds",
+        "mode": mode,
         "differing": differing,
         "groups": described,
-        "comparisons": _seed_groups(groups, labels),
+        "comparisons": comparisons,
         "delta_m": delta_m(groups, labels),
     }
 
@@ -372,9 +368,7 @@ def _seed_groups(groups: list[list[Run]], labels: list[str]) -> list[dict]:
                     "sd_a": base.sd,
                     "mean_b": other.mean,
                     "sd_b": other.sd,
-                    "difference": diff.difference,
-                    "low": diff.low,
-                    "high": diff.high,
+                    **dataclasses.asdict(diff),
                     "exceeds_spread": diff.exceeds_spread,
                 }
             )

@@ -2,7 +2,7 @@
 
     omniglot-mtl-recipe recipes/convnet.yaml -n convnet [more dvc exp run arguments]
 
-prints and runs ``dvc exp run -n convnet -S model.backbone=convnet -S data.image_size=32 ...``,
+prints and runs ``dvc exp run -S model.backbone=convnet -S data.image_size=32 ... -n convnet``,
 one ``-S`` per value of the recipe and then the arguments given (so ``-S train.epochs=5`` or
 ``--queue`` after the recipe win over it). DVC writes every value into the experiment's
 params.yaml: ``dvc exp show``, ``dvc params diff`` and the checkpoints show them, and

@@ -13,7 +13,6 @@ seeds. Used by ``omniglot-mtl-compare``.
 - :func:`mean_interval`: the mean of per-seed figures (Δm) with a 95% Student t interval.
 """
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -63,7 +62,6 @@ class Difference:
     difference: float  # mean of B - mean of A
     low: float  # the 95% interval
     high: float
-    dof: float  # Welch-Satterthwaite degrees of freedom (inf where both spreads are 0)
 
     @property
     def exceeds_spread(self) -> bool:
@@ -71,26 +69,26 @@ class Difference:
         return bool(self.low > 0 or self.high < 0)
 
 
-def difference(a: Group, b: Group, confidence: float = 0.95) -> Difference:
-    """The difference of ``b``'s and ``a``'s means with a Welch t interval (unequal spreads)."""
+def difference(a: Group, b: Group) -> Difference:
+    """The difference of ``b``'s and ``a``'s means with a 95% Welch t interval (unequal spreads)."""
     if len(a.values) < 2 or len(b.values) < 2:
         raise ValueError("a spread needs at least two seeds in each group")
     d = b.mean - a.mean
     if a.sd == 0 and b.sd == 0:  # every seed gave the same figure in both groups: no t interval
-        return Difference(d, d, d, math.inf)
+        return Difference(d, d, d)
     with warnings.catch_warnings():  # one group without spread (an untrained head at chance)
         warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
         test = stats.ttest_ind(b.values, a.values, equal_var=False)
-        interval = test.confidence_interval(confidence)
-    return Difference(d, float(interval.low), float(interval.high), float(test.df))
+        interval = test.confidence_interval(0.95)
+    return Difference(d, float(interval.low), float(interval.high))
 
 
-def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean of ``values`` with its Student t interval; the interval is
+def mean_interval(values) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` with its 95% Student t interval; the interval is
     the mean itself where there is one value or no spread."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if len(values) < 2 or values.std() == 0:
         return mean, mean, mean
-    interval = stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
+    interval = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
     return mean, float(interval.low), float(interval.high)

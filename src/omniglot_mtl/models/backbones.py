@@ -72,7 +72,8 @@ class ConvNet(nn.Module):
     are small. At 32 x 32 the last map is 2 x 2 x 256, 1,024 features: flattening it keeps
     where the strokes are, which measured better than global average pooling (same cost).
     Images are inverted first (ink 1, paper 0), so that zero padding is paper. Channels-last:
-    oneDNN's CPU convolutions and pooling are fastest in that layout.
+    oneDNN's CPU convolutions and pooling, which run where ``cpu.portable`` is off (as the
+    recipes set it), are fastest in that layout.
     """
 
     widths = (32, 64, 128, 256)

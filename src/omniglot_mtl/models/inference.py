@@ -110,6 +110,25 @@ def alphabet_log_probs(
     raise ValueError(f"read_out {read_out!r}: one of {READ_OUTS}")
 
 
+def read_out(
+    model: nn.Module,
+    logits: dict[str, torch.Tensor],
+    char_to_alpha: torch.Tensor,
+    alphabet_read_out: str | None = None,
+    alphabet: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """``logits`` as evaluate and predict read them out: the multi-input model's characters
+    within each image's given ``alphabet``; after the multi-output model's tasks,
+    :data:`BOTH_HEADS`, the log-probabilities of the alphabet read from both heads as
+    ``alphabet_read_out`` (the one training chose on validation) says."""
+    out = dict(logits)
+    if ALPHABET in model.inputs:
+        out[CHARACTER] = within_alphabet(logits[CHARACTER], alphabet, char_to_alpha)
+    if ALPHABET in model.tasks:
+        out[BOTH_HEADS] = alphabet_log_probs(logits, char_to_alpha, alphabet_read_out)
+    return out
+
+
 def choose_read_out(
     logits: dict[str, torch.Tensor], alphabet: torch.Tensor, char_to_alpha: torch.Tensor
 ) -> tuple[str, dict[str, float]]:

@@ -106,7 +106,7 @@ class CapturedStep:
 
     A small network's step on a GPU is a few hundred short kernels, each launched from Python,
     and the launches, not the GPU, bound its speed: one replay launches them all at once
-    (docs/performance.md, "On a GPU": 3.3x the step run as written on an H200). The step's
+    (docs/results.md, "On a GPU": 3.3x the step run as written on an H200). The step's
     tensors stay where the capture put them: the rows it reads are copied into ``self.rows``
     before each replay, and the losses it returns are overwritten by the next one. The first
     ``warmup`` steps run as written, on a side stream as CUDA's capture asks, so that the

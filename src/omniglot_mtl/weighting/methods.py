@@ -86,7 +86,8 @@ class LossWeighting(nn.Module):
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
         # Distributed training sets this to a mean over processes: the statistics the weights
         # are made of (magnitudes, FAMO's losses) are then those of the whole batch, the same in
-        # every process. DWA's epoch means and learned parameters' gradients are summed outside.
+        # every process. DWA's epoch means and learned parameters' gradients are averaged outside
+        # (distributed.World).
         self.sync: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     # -- the interface a method overrides ------------------------------------------------------
