@@ -62,11 +62,8 @@ def seed_backbone(image_size: int) -> nn.Sequential:
 
 @register("convnet")
 class ConvNet(nn.Module):
-    """A VGG-style network for small drawings: four blocks of a 3x3 convolution, a 2x2 max-pool,
-    batch norm and ReLU; the last map, flattened, is the feature vector. Pooling before batch
-    norm and ReLU, as cifar10-airbench does, gives them a quarter of the map: a bf16 training
-    step took 27-30 ms against 48-53 ms with them before the pool (fp32: 43 against 65-67;
-    2-core Intel Xeon, AMX; docs/results.md, "Time to accuracy").
+    """A VGG-style network for small drawings: four blocks of a 3x3 convolution, batch norm and
+    ReLU, each ending in a 2x2 max-pool; the last map, flattened, is the feature vector.
 
     Widths double per block (32, 64, 128, 256): cheap where the maps are large, wide where they
     are small. At 32 x 32 the last map is 2 x 2 x 256, 1,024 features: flattening it keeps
@@ -87,9 +84,9 @@ class ConvNet(nn.Module):
         for width in self.widths:
             layers += [
                 nn.Conv2d(c_in, width, kernel_size=3, padding=1, bias=False),  # BN adds the bias
-                nn.MaxPool2d(2),
                 nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
             ]
             c_in = width
         self.blocks = nn.Sequential(*layers).to(memory_format=torch.channels_last)
