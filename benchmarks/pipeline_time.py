@@ -12,7 +12,8 @@ values), commits that, and times from nothing:
 - by default ``dvc repro``; with ``--per-stage`` one ``dvc repro -s STAGE`` per stage of
   dvc.yaml, in order, each timed (DVC's start-up and hashing included in each figure);
 - with ``--recipe FILE``, ``omniglot-mtl-recipe FILE -n recipe`` (recipes/convnet.yaml: the
-  convnet recipe, as a user runs it);
+  convnet recipe, as a user runs it); with ``--per-stage`` too, the recipe's values are written
+  into params.yaml (``--set`` over them) and the stages timed one by one as above;
 
 then a no-op ``dvc repro``. ``--vs-notebook`` first times the notebook's own two training loops
 (``train_speed.py --leg notebook-loops``) for the same epochs on the same training split, and
@@ -28,7 +29,9 @@ import sys
 import time
 
 import yaml
-from common import ROOT, clone_with_source, machine, run, test_accuracies  # benchmarks/common.py
+from common import ROOT, clone_with_source, machine, run, set_params, test_accuracies  # benchmarks/common.py
+
+from omniglot_mtl.experiments.recipe import merged, read_recipe
 
 STAGE_LINE = re.compile(r"(index|multi_input|multi_output|evaluate \w+):")
 
@@ -42,9 +45,10 @@ def main() -> None:
     ap.add_argument("--vs-notebook", action="store_true", help="time the notebook's loops first")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone and print its path")
     args = ap.parse_args()
-    if args.recipe and args.per_stage:
-        sys.exit("--recipe and --per-stage: choose one")
     repo, env, source = clone_with_source(args.source, "pipeline_time_", args.set)
+    if args.recipe and args.per_stage:  # the recipe's values in params.yaml, --set over them
+        params = merged(yaml.safe_load((repo / "params.yaml").read_text()), read_recipe(repo / args.recipe))
+        (repo / "params.yaml").write_text(yaml.safe_dump(set_params(params, args.set), sort_keys=False))
     run(repo, env, "git", "commit", "-qam", f"baseline: {source} {' '.join(args.set)}")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     result = {"source": source, "set": args.set, "recipe": args.recipe, "machine": machine()}
@@ -81,7 +85,7 @@ def main() -> None:
     result["test_accuracy"] = test_accuracies(repo)
 
     print("\n".join(line for line in log.splitlines() if STAGE_LINE.match(line)))
-    what = f"omniglot-mtl-recipe {args.recipe}" if args.recipe else "dvc repro"
+    what = f"omniglot-mtl-recipe {args.recipe}" if args.recipe and not args.per_stage else "dvc repro"
     print(f"{what} from nothing: {seconds:.1f} s ({seconds / 60:.1f} min); no-op dvc repro: {noop_s:.2f} s")
     if "notebook_s" in result:
         result["ratio"] = round(seconds / result["notebook_s"], 3)
