@@ -123,6 +123,8 @@ RUN_BY = {
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background "
     "--recipe recipes/convnet-long.yaml": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
+    "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml "
+    "--per-stage": (REAL_DATA, None),
     "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/pipeline_time.py "
     "../shared/omniglot/images_background --recipe recipes/convnet-long.yaml": (
         "by hand: the 40-epoch recipe on a real set as on a CPU without bf16 (14 min); "
