@@ -48,8 +48,11 @@ def main() -> None:
     run(repo, env, "dvc", "exp", "run", "--queue", *grid)
     # Not captured: the worker holds captured pipes open until it exits, and one whose monitor
     # thread died never exits (treeverse/dvc#10428; seen here under load): the loop below waits.
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    subprocess.run(["dvc", "queue", "start"], cwd=repo, env=env, check=True, **quiet)
+    log = repo.parent / "queue_start.log"  # a file: nothing waits for its writers to close it
+    with log.open("w") as out:
+        started = subprocess.run(["dvc", "queue", "start"], cwd=repo, env=env, stdout=out, stderr=out)
+    if started.returncode:
+        sys.exit(f"dvc queue start failed:\n{log.read_text()}")
     while True:
         status = run(repo, env, "dvc", "queue", "status")
         if "Queued" not in status and "Running" not in status:

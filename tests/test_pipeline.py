@@ -384,14 +384,16 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
     # worker it starts holds captured pipes open until it exits (55 s here), and one whose monitor
     # thread died of a JSONDecodeError never exits (treeverse/dvc#10428, seen here under load):
     # the loop below waits instead, up to its deadline.
-    subprocess.run(
-        [sys.executable, "-m", "dvc", *documented("dvc queue start")[1:]],
-        cwd=repo,
-        env=ENV | GIT_ID,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-    )
+    log = repo.parent / "queue_start.log"  # a file: nothing waits for its writers to close it
+    with log.open("w") as out:
+        started = subprocess.run(
+            [sys.executable, "-m", "dvc", *documented("dvc queue start")[1:]],
+            cwd=repo,
+            env=ENV | GIT_ID,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    assert started.returncode == 0, log.read_text()
     deadline = time.time() + 240
     while time.time() < deadline:
         status = dvc(repo, *documented("dvc queue status")[1:]).stdout
