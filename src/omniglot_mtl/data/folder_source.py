@@ -24,9 +24,9 @@ def folder_sets(data: Data) -> list[tuple[str, Path]]:
     ``data.sets`` has nothing to choose and anything but its default is refused. Looks at names
     only, so the params check can call it before any stage runs.
 
-    The zips buy the offline path with no unzip
-    step: the official ``images_background.zip`` copied into a folder, ``dvc exp run -S
-    data.source=folder -S data.folder=/path/to/that/folder`` reads it, md5-checked.
+    The zips buy the offline path with no unzip step: the official ``images_background.zip``
+    copied into a folder, ``dvc exp run -S data.source=folder -S
+    data.folder=/path/to/that/folder`` reads it, md5-checked.
     """
     folder = Path(data.folder)
     if not folder.is_dir():
