@@ -46,8 +46,8 @@ def main() -> None:
     run(repo, env, "git", "commit", "-qm", "baseline results", "--allow-empty")  # none if unchanged
     grid = ["-S", f"seed={','.join(map(str, args.seeds))}", *(x for axis in args.vary for x in ("-S", axis))]
     run(repo, env, "dvc", "exp", "run", "--queue", *grid)
-    # Not captured: the worker holds captured pipes open until it exits, and one whose monitor
-    # thread died never exits (treeverse/dvc#10428; seen here under load): the loop below waits.
+    # Into a file, not a pipe: the worker holds a captured pipe open until it exits, and one whose
+    # monitor thread died never exits (treeverse/dvc#10428; seen here under load). The loop waits.
     log = repo.parent / "queue_start.log"  # a file: nothing waits for its writers to close it
     with log.open("w") as out:
         started = subprocess.run(["dvc", "queue", "start"], cwd=repo, env=env, stdout=out, stderr=out)

@@ -380,10 +380,10 @@ def test_a_queued_sweep_over_weights_and_seeds_is_compared_group_against_group(w
     )
     dvc(repo, *sweep[1:])
     # One worker: with `-j 2` one experiment failed in about 1 of 12 runs of this test here, as
-    # DVC's open worker race (treeverse/dvc#10673) describes. Its output is not captured: the
-    # worker it starts holds captured pipes open until it exits (55 s here), and one whose monitor
-    # thread died of a JSONDecodeError never exits (treeverse/dvc#10428, seen here under load):
-    # the loop below waits instead, up to its deadline.
+    # DVC's open worker race (treeverse/dvc#10673) describes. Its output goes to a file, not a
+    # pipe: the worker it starts holds a captured pipe open until it exits (55 s here), and one
+    # whose monitor thread died of a JSONDecodeError never exits (treeverse/dvc#10428, seen here
+    # under load). The loop below waits instead, up to its deadline.
     log = repo.parent / "queue_start.log"  # a file: nothing waits for its writers to close it
     with log.open("w") as out:
         started = subprocess.run(
