@@ -1,8 +1,8 @@
 """Batched inference, the one path from a trained model to logits: the training loop's
 validation, the ``evaluate`` stage and the predict command all use :func:`predict`. And how
-evaluate and predict read the logits out: the multi-input model's characters within the given
-alphabet (:func:`within_alphabet`), the multi-output model's alphabet from both of its heads
-(:func:`alphabet_log_probs`)."""
+evaluate and predict read the logits out, both through :func:`read_out`: the multi-input model's
+characters within the given alphabet (:func:`within_alphabet`), the multi-output model's
+alphabet from both of its heads (:func:`alphabet_log_probs`)."""
 
 import contextlib
 
