@@ -9,6 +9,7 @@ compute the same bytes write the same file.
 No torch at import: ``apply_cpu_portable`` must run before torch is imported.
 """
 
+import ctypes
 import os
 import platform
 import sys
@@ -53,6 +54,33 @@ def apply_cpu_portable(portable: bool) -> None:
 
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
+
+
+# mallopt's options (glibc's malloc.h), and the largest mmap threshold glibc accepts (64-bit).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD = -1, -3, 32 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep the memory PyTorch frees for the next allocation, instead of handing it
+    back to the kernel; return whether it took the settings.
+
+    A training step allocates and frees the same feature maps and gradients every time, several
+    MB each. glibc's defaults map blocks that large afresh and trim freed memory off the heap,
+    so every step page-faults them in again: 5.5-8.0 million minor faults in a training stage of
+    the convnet recipe on the background set. With blocks up to 32 MB served from the heap and
+    the heap never trimmed, 0.15 million, and the stage trains 1.12x as fast (docs/results.md,
+    "The training step"). jemalloc or TCMalloc, which PyTorch's tuning guide suggests preloading,
+    would do the same; this needs no install. Either setting alone was slower than neither.
+
+    The arithmetic is the same (the checkpoints are byte-identical); the cost is that a training
+    process keeps its peak memory until it exits. Nothing happens elsewhere than Linux with glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:  # musl
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
 def usable_cpus() -> int:

@@ -19,7 +19,7 @@ from torch import nn
 
 from omniglot_mtl.core.atomic import atomic_dir
 from omniglot_mtl.core.devices import configure_cuda, resolve_device, resolve_precision
-from omniglot_mtl.core.environment import determinants
+from omniglot_mtl.core.environment import determinants, keep_freed_memory
 from omniglot_mtl.core.errors import InputError
 from omniglot_mtl.core.packed import load_split, read_maps
 from omniglot_mtl.core.params import Params, as_dict
@@ -35,6 +35,7 @@ def train_stage(params: Params, kind: str, loss: nn.Module, project: Path) -> No
     """The training stage of the ``kind`` model, with the loss weighting ``loss``: its outputs
     at dvc.yaml's paths, then one summary line (from rank 0 under torchrun). ``project`` is the
     stage script's project, whose dvc.yaml declares the stage."""
+    keep_freed_memory()  # this process only trains, then exits
     result = train_model(
         params,
         kind,
