@@ -25,14 +25,27 @@ MOMENTUM = 0.9
 
 def orthogonalize(g: torch.Tensor) -> torch.Tensor:
     """About U V^T, where g = U S V^T: the quintic Newton-Schulz iteration of ``torch.optim.Muon``
-    (it leaves the singular values between about 0.5 and 1.5, which trains as well as 1)."""
+    (it leaves the singular values between about 0.5 and 1.5, which trains as well as 1).
+
+    Each step of it, x <- (a + b G + c G^2) x with G = x x^T, multiplies x on the left by a
+    polynomial of G, so the steps are carried out on the small Gram matrix alone: G <- q G q and
+    the product of the q's, and x is multiplied once at the end (the "Gram" Newton-Schulz). The
+    same function up to float32 rounding, in half the arithmetic for the convnet's widest kernel,
+    256 x 1,152: 4.6 ms against 7.1 for the steps on x (docs/results.md, "The training step").
+    """
     a, b, c = NEWTON_SCHULZ
     tall = g.shape[0] > g.shape[1]
     x = g.T if tall else g  # iterate on the smaller Gram matrix
     x = x / x.norm().clamp(min=1e-7)  # singular values at most 1
-    for _ in range(NEWTON_SCHULZ_STEPS):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    gram = x @ x.T
+    left = None  # the product of the steps' polynomials
+    for step in range(NEWTON_SCHULZ_STEPS):
+        q = torch.addmm(gram, gram, gram, beta=b, alpha=c)
+        q.diagonal().add_(a)
+        left = q if left is None else q @ left
+        if step < NEWTON_SCHULZ_STEPS - 1:
+            gram = q @ gram @ q  # the next x's Gram matrix: q x x^T q
+    x = left @ x
     return x.T if tall else x
 
 
