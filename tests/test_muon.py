@@ -8,7 +8,7 @@ import torch
 from omniglot_mtl.core.params import Train
 from omniglot_mtl.models.networks import ModelConfig, build_model
 from omniglot_mtl.training.loop import make_optimizer
-from omniglot_mtl.training.muon import orthogonalize
+from omniglot_mtl.training.muon import NEWTON_SCHULZ, NEWTON_SCHULZ_STEPS, orthogonalize
 from omniglot_mtl.weighting.methods import make_weighting
 
 
@@ -23,6 +23,20 @@ def test_orthogonalize_keeps_the_singular_vectors_and_brings_the_singular_values
     values = in_g_basis.diagonal()
     assert (in_g_basis - torch.diag(values)).abs().max() < 1e-5  # the same singular vectors
     assert values.min() > 0.6 and values.max() < 1.2
+
+
+@pytest.mark.parametrize("shape", [(256, 1152), (32, 9)])
+def test_orthogonalize_on_the_gram_matrix_is_the_quintic_iteration_on_the_kernel(shape):
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    # torch.optim.Muon's iteration, on the matrix itself, in float64
+    a, b, c = NEWTON_SCHULZ
+    x = g.double().T if shape[0] > shape[1] else g.double()
+    x = x / x.norm()
+    for _ in range(NEWTON_SCHULZ_STEPS):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    expected = x.T if shape[0] > shape[1] else x
+    assert (orthogonalize(g).double() - expected).abs().max() < 1e-5
 
 
 def test_muon_moves_kernels_by_a_fraction_of_their_norm_and_everything_else_as_adamw():

@@ -57,6 +57,8 @@ RUN_BY = {
     "omniglot-mtl-recipe recipes/convnet.yaml --queue -S seed=0,1,2": (REAL_DATA, None),
     "omniglot-mtl-recipe recipes/convnet-long.yaml --queue -S seed=0,1": (REAL_DATA, None),
     "dvc exp run -n famo -S loss.method=famo": (REAL_DATA, None),
+    # The allocator's timing in results.md: a training stage run by itself, at two commits.
+    "python stages/train_multi_output.py": (REAL_DATA, None),
     'dvc exp apply convnet && git add -A && git commit -m "convnet recipe"': (REAL_DATA, None),
     "dvc exp run --queue -S loss.char_weight=0.25,1,4 -S loss.method=static,uncertainty,dwa": (
         REAL_DATA,

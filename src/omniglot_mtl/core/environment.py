@@ -66,11 +66,12 @@ def keep_freed_memory() -> bool:
 
     A training step allocates and frees the same feature maps and gradients every time, several
     MB each. glibc's defaults map blocks that large afresh and trim freed memory off the heap,
-    so every step page-faults them in again: 5.5-8.0 million minor faults in a training stage of
-    the convnet recipe on the background set. With blocks up to 32 MB served from the heap and
-    the heap never trimmed, 0.15 million, and the stage trains 1.12x as fast (docs/results.md,
-    "The training step"). jemalloc or TCMalloc, which PyTorch's tuning guide suggests preloading,
-    would do the same; this needs no install. Either setting alone was slower than neither.
+    so every step page-faults them in again: 5.5-9.0 million minor faults in a training stage
+    of the convnet recipe on the background set. With blocks up to 32 MB served from the heap
+    and the heap never trimmed, 0.15 million, and the stage trains 1.12-1.17x as fast on a
+    2-core Intel Xeon (docs/results.md, "Speed of the training step"). jemalloc or TCMalloc,
+    which PyTorch's tuning guide suggests preloading, would do the same; this needs no install.
+    Either setting alone was slower than neither.
 
     The arithmetic is the same (the checkpoints are byte-identical); the cost is that a training
     process keeps its peak memory until it exits. Nothing happens elsewhere than Linux with glibc.

@@ -30,8 +30,9 @@ def orthogonalize(g: torch.Tensor) -> torch.Tensor:
     Each step of it, x <- (a + b G + c G^2) x with G = x x^T, multiplies x on the left by a
     polynomial of G, so the steps are carried out on the small Gram matrix alone: G <- q G q and
     the product of the q's, and x is multiplied once at the end (the "Gram" Newton-Schulz). The
-    same function up to float32 rounding, in half the arithmetic for the convnet's widest kernel,
-    256 x 1,152: 4.6 ms against 7.1 for the steps on x (docs/results.md, "The training step").
+    same function up to float32 rounding, in half the arithmetic for the convnet's widest
+    kernel, 256 x 1,152: 4.6 ms against 7.1 for the steps on x (docs/results.md, "Speed of the
+    training step").
     """
     a, b, c = NEWTON_SCHULZ
     tall = g.shape[0] > g.shape[1]
