@@ -8,6 +8,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -505,3 +506,20 @@ def test_freed_cpu_memory_is_reused_not_faulted_in_again():
     kept, mapped = faults("keep"), faults("mapped")
     assert mapped >= 100 * 4 * 2048
     assert kept * 10 < mapped
+
+
+def test_a_training_stage_keeps_freed_memory_before_it_trains(monkeypatch):
+    # The probe above shows what keep_freed_memory does; this, that a training stage asks for it
+    # before its first step (its steps are where the page faults were).
+    from omniglot_mtl.training import train as stage
+
+    calls = []
+    monkeypatch.setattr(stage, "keep_freed_memory", lambda: calls.append("keep freed memory"))
+
+    def train_model(*args, **kwargs):
+        calls.append("train")
+        return SimpleNamespace(rank=1)  # not rank 0's result: train_stage prints nothing
+
+    monkeypatch.setattr(stage, "train_model", train_model)
+    stage.train_stage(params(), "multi_output", torch.nn.Identity(), project=ROOT)
+    assert calls == ["keep freed memory", "train"]
