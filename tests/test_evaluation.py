@@ -148,6 +148,75 @@ def test_alphabet_read_outs_by_hand():
     assert choose_read_out(logits, torch.tensor([0]), char_to_alpha)[0] == "head"
 
 
+def views_by_hand(images: np.ndarray) -> list[torch.Tensor]:
+    """The drawing and its four one-pixel shifts (down, up, right, left), white paper coming in."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)), constant_values=255)
+    side = images.shape[-1]
+    crops = [padded[:, 1 - dy : 1 - dy + side, 1 - dx : 1 - dx + side] for dy, dx in VIEW_SHIFTS]
+    return [torch.from_numpy(np.ascontiguousarray(c)).float().div(255).unsqueeze(1) for c in crops]
+
+
+VIEW_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def mean_log_probs(model, images: np.ndarray, alphabet=None) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        outs = [model(v) if alphabet is None else model(v, alphabet) for v in views_by_hand(images)]
+    return {t: torch.stack([o[t].log_softmax(1) for o in outs]).mean(0) for t in outs[0]}
+
+
+def test_training_keeps_the_views_where_they_score_more_validation_drawings(trained):
+    root, paths, _ = trained
+    val = np.load(root / "packed" / "val.npz")
+    images, alpha = val["images"], torch.from_numpy(val["alphabet"])
+    labels = {"alphabet": alpha, "character": torch.from_numpy(val["character"])}
+    assert (
+        views_by_hand(images[:1])[1][0, 0, 1:, :].tolist()
+        == views_by_hand(images[:1])[0][0, 0, :-1, :].tolist()
+    )
+    for kind, path in paths.items():
+        model, ckpt = load_checkpoint(path)
+        out = mean_log_probs(model, images, alpha if kind == "multi_input" else None)
+        by_hand = {t: (out[t].argmax(1) == labels[t]).float().mean().item() for t in out}
+        assert ckpt["views_val_accuracy"] == by_hand
+        mean_with, mean_without = (sum(a.values()) / len(a) for a in (by_hand, ckpt["val_accuracy"]))
+        assert ckpt["views"] == (5 if mean_with > mean_without else 1)
+
+
+def test_evaluate_and_predict_read_a_model_through_its_views(trained, tmp_path):
+    root, paths, _ = trained
+    ckpt = torch.load(paths["multi_output"], weights_only=True)
+    ckpt["views"] = 5
+    path = tmp_path / "multi_output.pt"
+    torch.save(ckpt, path)
+    metrics = write_evaluation(
+        {"multi_output": path},
+        root / "packed",
+        root / "index",
+        torch.device("cpu"),
+        tmp_path / "e.json",
+        tmp_path / "p",
+    )
+    model, ckpt = load_checkpoint(path)
+    test = np.load(root / "packed" / "test.npz")
+    out = mean_log_probs(model, test["images"])
+    for task in ("alphabet", "character"):
+        target = torch.from_numpy(test[task])
+        hits = round((out[task].argmax(1) == target).float().mean().item(), 6)
+        assert metrics["multi_output"][task]["accuracy"] == hits
+    chosen = both_heads_by_hand(out, ckpt)[ckpt["alphabet_read_out"]]
+    alphabet = torch.from_numpy(test["alphabet"])
+    both = round((chosen.argmax(1) == alphabet).float().mean().item(), 6)
+    assert metrics["multi_output"]["alphabet_both_heads"]["accuracy"] == both
+    files = [root / "raw" / p for p in pd.read_csv(root / "index" / "test.csv")["path"][:3]]
+    names = list(ckpt["characters"])
+    for i, result in enumerate(predict_files(path, files, top=3)):
+        shown = result["predictions"]["character"]
+        expected = out["character"][i].softmax(0).topk(3)
+        assert [name for name, _ in shown] == [names[j] for j in expected.indices]
+        assert [p for _, p in shown] == pytest.approx(expected.values.tolist(), abs=1e-4)
+
+
 def test_checkpoint_from_other_data_is_refused(trained, tmp_path):
     root, paths, _ = trained
     other = tmp_path / "index"

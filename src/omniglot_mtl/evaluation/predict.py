@@ -66,9 +66,9 @@ def predict_files(
     if ALPHABET in model.inputs:
         labels[ALPHABET] = torch.full((len(decoded),), checkpoint[MAPS[ALPHABET]][alphabet])
     names = {task: names_by_index(checkpoint[MAPS[task]]) for task in TASKS}
-    # The same batched path as evaluate and the training loop's validation, on uint8 images
-    # made exactly as the index stage packs them.
-    logits = predict(model, PackedSplit(batch, labels))
+    # The same batched path and views as evaluate, on uint8 images made exactly as the index
+    # stage packs them.
+    logits = predict(model, PackedSplit(batch, labels), views=checkpoint.get("views", 1))
     char_to_alpha = character_alphabet(checkpoint[MAPS[ALPHABET]], checkpoint[MAPS[CHARACTER]])
     # Read out as evaluate scores it.
     read_as = checkpoint.get("alphabet_read_out")

@@ -18,7 +18,8 @@ from omniglot_mtl.models.backbones import BACKBONES
 from omniglot_mtl.models.networks import MODELS, ModelConfig, build_model
 
 # 2: a multi-output checkpoint names its alphabet read-out (inference.READ_OUTS).
-# 3: the model config says the alphabet head's hidden width (models.ModelConfig).
+# 3: the model config says the alphabet head's hidden width (models.ModelConfig). A checkpoint
+# written before training chose its views (inference.SHIFTS) has no "views": it is read alone.
 FORMAT = 3
 
 

@@ -25,10 +25,10 @@ from omniglot_mtl.core.packed import load_split, read_maps
 from omniglot_mtl.core.params import Params, as_dict
 from omniglot_mtl.core.tasks import ALPHABET
 from omniglot_mtl.models.checkpoints import save_checkpoint
-from omniglot_mtl.models.inference import character_alphabet, choose_read_out, predict
+from omniglot_mtl.models.inference import SHIFTS, accuracy, character_alphabet, choose_read_out, predict
 from omniglot_mtl.models.networks import ModelConfig, build_model
 from omniglot_mtl.training.distributed import close_world, device_for, init_world, threads_per_process
-from omniglot_mtl.training.loop import FitResult, fit
+from omniglot_mtl.training.loop import FitResult, fit, selection_score
 
 
 def train_stage(params: Params, kind: str, loss: nn.Module, project: Path) -> None:
@@ -150,14 +150,20 @@ def _train(
         live.summary["epochs"] = result.epochs
         live.summary["best_epoch"] = result.best_epoch
         live.summary["best_val_accuracy"] = result.best_val
-        extra = {}
-        if kind == "multi_output":  # the alphabet read from both heads: its read-out chosen here
-            model.load_state_dict(result.best_state)
+        # How evaluate and predict will read the model, chosen here on the validation drawings:
+        # the test-time views where they score more of them than the drawing alone, and the
+        # multi-output model's alphabet from both heads.
+        model.load_state_dict(result.best_state)
+        with_views = accuracy(model, val, cfg.precision, views=len(SHIFTS))
+        better = selection_score(with_views, weighting) > selection_score(result.best_val, weighting)
+        views = len(SHIFTS) if better else 1
+        extra = {"views": views, "views_val_accuracy": with_views}
+        if kind == "multi_output":
             char_to_alpha = character_alphabet(alphabets, characters)
-            read_out, accuracy = choose_read_out(
-                predict(model, val, cfg.precision), val.labels[ALPHABET], char_to_alpha
+            read_out, read_out_accuracy = choose_read_out(
+                predict(model, val, cfg.precision, views), val.labels[ALPHABET], char_to_alpha
             )
-            extra = {"alphabet_read_out": read_out, "alphabet_read_out_val_accuracy": accuracy}
+            extra |= {"alphabet_read_out": read_out, "alphabet_read_out_val_accuracy": read_out_accuracy}
         save_checkpoint(
             model_path,
             config,
