@@ -20,9 +20,9 @@ from omniglot_mtl.evaluation.evaluate import write_evaluation
 from omniglot_mtl.evaluation.predict import main as predict_main
 from omniglot_mtl.evaluation.predict import predict_files
 from omniglot_mtl.models.checkpoints import load_checkpoint
-from omniglot_mtl.models.inference import READ_OUTS, alphabet_log_probs, choose_read_out
+from omniglot_mtl.models.inference import READ_OUTS, alphabet_log_probs, choose_read_out, shifted
 from omniglot_mtl.training.loop import OneTask
-from omniglot_mtl.training.train import train_model
+from omniglot_mtl.training.train import choose_views, train_model
 from omniglot_mtl.weighting.methods import from_params
 
 
@@ -38,7 +38,9 @@ def trained(tmp_path_factory):
     for kind in ("multi_input", "multi_output"):
         paths[kind] = root / f"{kind}.pt"
         loss = OneTask(CHARACTER) if kind == "multi_input" else from_params(params.loss)
-        train_model(params, kind, loss, root / "packed", root / "index", paths[kind], root / f"m_{kind}")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(root)  # outside this repository, as tests/test_training.py's train() says
+            train_model(params, kind, loss, root / "packed", root / "index", paths[kind], root / f"m_{kind}")
     metrics = write_evaluation(
         paths, root / "packed", root / "index", torch.device("cpu"), root / "evaluate.json", root / "plots"
     )
@@ -53,8 +55,11 @@ def test_metrics_agree_with_a_recount(trained):
     alpha, char = torch.from_numpy(test["alphabet"]), torch.from_numpy(test["character"])
     assert metrics["test_images"] == len(char) == 15
 
-    mi, _ = load_checkpoint(paths["multi_input"])
+    mi, mi_ckpt = load_checkpoint(paths["multi_input"])
     mo, ckpt = load_checkpoint(paths["multi_output"])
+    # This recount reads each drawing alone, as these models chose (the views' recount:
+    # test_evaluate_and_predict_read_a_model_through_its_views).
+    assert mi_ckpt["views"] == ckpt["views"] == 1
     with torch.no_grad():
         char_mi = mi(images, alpha)["character"]
         out = mo(images)
@@ -170,51 +175,83 @@ def test_training_keeps_the_views_where_they_score_more_validation_drawings(trai
     val = np.load(root / "packed" / "val.npz")
     images, alpha = val["images"], torch.from_numpy(val["alphabet"])
     labels = {"alphabet": alpha, "character": torch.from_numpy(val["character"])}
-    assert (
-        views_by_hand(images[:1])[1][0, 0, 1:, :].tolist()
-        == views_by_hand(images[:1])[0][0, 0, :-1, :].tolist()
-    )
     for kind, path in paths.items():
         model, ckpt = load_checkpoint(path)
         out = mean_log_probs(model, images, alpha if kind == "multi_input" else None)
         by_hand = {t: (out[t].argmax(1) == labels[t]).float().mean().item() for t in out}
         assert ckpt["views_val_accuracy"] == by_hand
-        mean_with, mean_without = (sum(a.values()) / len(a) for a in (by_hand, ckpt["val_accuracy"]))
-        assert ckpt["views"] == (5 if mean_with > mean_without else 1)
+        weighting = OneTask(CHARACTER) if kind == "multi_input" else from_params(from_dict({}).loss)
+        assert ckpt["views"] == choose_views(by_hand, ckpt["val_accuracy"], weighting)
+
+
+def test_views_are_chosen_by_the_score_that_chose_the_epoch():
+    one = OneTask(CHARACTER)
+    assert choose_views({"character": 0.5}, {"character": 0.4}, one) == 5
+    assert choose_views({"character": 0.4}, {"character": 0.4}, one) == 1  # the drawing alone on a tie
+    assert choose_views({"character": 0.3}, {"character": 0.4}, one) == 1
+    # Characters weighted 3: (0.9 + 3 * 0.1) / 4 = 0.3 loses to (0.1 + 3 * 0.4) / 4 = 0.325,
+    # though the unweighted mean would keep the views (0.5 against 0.25).
+    weighted = from_params(from_dict({"loss": {"char_weight": 3.0}}).loss)
+    assert (
+        choose_views({"alphabet": 0.9, "character": 0.1}, {"alphabet": 0.1, "character": 0.4}, weighted) == 1
+    )
+    assert (
+        choose_views({"alphabet": 0.1, "character": 0.5}, {"alphabet": 0.1, "character": 0.4}, weighted) == 5
+    )
+
+
+def test_a_view_moves_the_drawing_one_pixel_and_brings_in_paper():
+    drawing = torch.ones(1, 1, 3, 3)
+    drawing[0, 0, 1, 1] = 0.0  # one ink pixel in the middle of white paper
+    for (down, right), ink in {(1, 0): (2, 1), (-1, 0): (0, 1), (0, 1): (1, 2), (0, -1): (1, 0)}.items():
+        expected = torch.ones(1, 1, 3, 3)
+        expected[0, 0, ink[0], ink[1]] = 0.0
+        assert torch.equal(shifted(drawing, down, right), expected)
+    assert torch.equal(shifted(drawing, 0, 0), drawing)
 
 
 def test_evaluate_and_predict_read_a_model_through_its_views(trained, tmp_path):
+    """Both checkpoints set to read the views (the fixture's chose the drawing alone, which
+    test_metrics_agree_with_a_recount recounts): evaluate and predict agree with a recount."""
     root, paths, _ = trained
-    ckpt = torch.load(paths["multi_output"], weights_only=True)
-    ckpt["views"] = 5
-    path = tmp_path / "multi_output.pt"
-    torch.save(ckpt, path)
+    viewed = {}
+    for kind, original in paths.items():
+        ckpt = torch.load(original, weights_only=True)
+        viewed[kind] = tmp_path / f"{kind}.pt"
+        torch.save(ckpt | {"views": 5}, viewed[kind])
+    device = torch.device("cpu")
     metrics = write_evaluation(
-        {"multi_output": path},
-        root / "packed",
-        root / "index",
-        torch.device("cpu"),
-        tmp_path / "e.json",
-        tmp_path / "p",
+        viewed, root / "packed", root / "index", device, tmp_path / "e.json", tmp_path / "p"
     )
-    model, ckpt = load_checkpoint(path)
     test = np.load(root / "packed" / "test.npz")
-    out = mean_log_probs(model, test["images"])
-    for task in ("alphabet", "character"):
-        target = torch.from_numpy(test[task])
-        hits = round((out[task].argmax(1) == target).float().mean().item(), 6)
-        assert metrics["multi_output"][task]["accuracy"] == hits
+    alphabet, character = torch.from_numpy(test["alphabet"]), torch.from_numpy(test["character"])
+
+    def acc(logits, target):
+        return round((logits.argmax(1) == target).float().mean().item(), 6)
+
+    mo, ckpt = load_checkpoint(viewed["multi_output"])
+    out = mean_log_probs(mo, test["images"])
+    assert metrics["multi_output"]["alphabet"]["accuracy"] == acc(out["alphabet"], alphabet)
+    assert metrics["multi_output"]["character"]["accuracy"] == acc(out["character"], character)
     chosen = both_heads_by_hand(out, ckpt)[ckpt["alphabet_read_out"]]
-    alphabet = torch.from_numpy(test["alphabet"])
-    both = round((chosen.argmax(1) == alphabet).float().mean().item(), 6)
-    assert metrics["multi_output"]["alphabet_both_heads"]["accuracy"] == both
-    files = [root / "raw" / p for p in pd.read_csv(root / "index" / "test.csv")["path"][:3]]
+    assert metrics["multi_output"]["alphabet_both_heads"]["accuracy"] == acc(chosen, alphabet)
+    mi, _ = load_checkpoint(viewed["multi_input"])
+    char_alphabet = torch.tensor([ckpt["alphabets"][name.split("/")[0]] for name in ckpt["characters"]])
+    outside = char_alphabet[None, :] != alphabet[:, None]
+    within = mean_log_probs(mi, test["images"], alphabet)["character"].masked_fill(outside, float("-inf"))
+    assert metrics["multi_input"]["character"]["accuracy"] == acc(within, character)
+
+    manifest = pd.read_csv(root / "index" / "test.csv")
+    files = [root / "raw" / p for p in manifest["path"][:3]]
     names = list(ckpt["characters"])
-    for i, result in enumerate(predict_files(path, files, top=3)):
+    for i, result in enumerate(predict_files(viewed["multi_output"], files, top=3)):
         shown = result["predictions"]["character"]
         expected = out["character"][i].softmax(0).topk(3)
         assert [name for name, _ in shown] == [names[j] for j in expected.indices]
         assert [p for _, p in shown] == pytest.approx(expected.values.tolist(), abs=1e-4)
+    (shown,) = predict_files(viewed["multi_input"], files[:1], alphabet=manifest["alphabet"][0], top=2)
+    expected = within[0].softmax(0).topk(2)
+    assert [name for name, _ in shown["predictions"]["character"]] == [names[j] for j in expected.indices]
 
 
 def test_checkpoint_from_other_data_is_refused(trained, tmp_path):
@@ -465,13 +502,14 @@ def test_each_way_a_checkpoint_can_be_wrong_says_which(trained, tmp_path):
     _, paths, _ = trained
     good = torch.load(paths["multi_output"], weights_only=True)
     cases = [
-        ({**good, "format": 1}, "checkpoint format 1; this version of the project reads format 3"),
+        ({**good, "format": 1}, "checkpoint format 1; this version of the project reads format 4"),
         (
             {**good, "state_dict": {k: v[:1] for k, v in good["state_dict"].items()}},
             "its weights do not fit the multi_output model its config describes (Error(s) in loading",
         ),
         ({**good, "config": {**good["config"], "backbone": "resnet"}}, "backbone 'resnet' is not known"),
         ({k: v for k, v in good.items() if k != "config"}, "not a checkpoint of this project (a torch file"),
+        ({**good, "views": 3}, "views 3: 1 or 5"),
     ]
     for i, (checkpoint, message) in enumerate(cases):
         path = tmp_path / f"{i}.pt"

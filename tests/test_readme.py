@@ -125,7 +125,7 @@ RUN_BY = {
     "python benchmarks/seed_sweep.py ../shared/omniglot/images_background "
     "--recipe recipes/convnet-long.yaml": (REAL_DATA, None),
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --per-stage": (REAL_DATA, None),
-    "python benchmarks/test_views.py /tmp/seed_sweep_XXXX/project": (REAL_DATA, None),  # a sweep's clone
+    "python benchmarks/view_gain.py /tmp/seed_sweep_XXXX/project": (REAL_DATA, None),  # a sweep's clone
     "python benchmarks/pipeline_time.py ../shared/omniglot/images_background --recipe recipes/convnet.yaml "
     "--per-stage": (REAL_DATA, None),
     "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/pipeline_time.py "

@@ -33,10 +33,21 @@ def params(**overrides) -> Params:
     return from_dict(raw)
 
 
-def train(data: Path, out: Path, kind: str, p: Params, recorded=("seed", "device", "train", "model", "loss")):
+def train(
+    data: Path,
+    out: Path,
+    kind: str,
+    p: Params,
+    recorded=("seed", "device", "train", "model", "loss"),
+    cwd: Path | None = None,
+):
     paths = (data / "packed", data / "index", out / f"{kind}.pt", out / f"metrics_{kind}")
     loss = OneTask(CHARACTER) if kind == "multi_input" else from_params(p.loss)
-    return train_model(p, kind, loss, *paths, recorded=recorded)
+    with pytest.MonkeyPatch.context() as patch:
+        # Outside this repository: DVCLive signals each epoch to VS Code in the DVC project it is
+        # run from, one file that two test processes training at once would race to remove.
+        patch.chdir(cwd or data)
+        return train_model(p, kind, loss, *paths, recorded=recorded)
 
 
 def test_multi_output_training_writes_checkpoint_and_curves(data, tmp_path):
@@ -171,18 +182,17 @@ def test_missing_device_fails_the_stage_at_once(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_training_in_a_repository_without_a_commit_says_what_to_do(data, tmp_path, monkeypatch):
+def test_training_in_a_repository_without_a_commit_says_what_to_do(data, tmp_path):
     from conftest import git
 
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
-    monkeypatch.chdir(repo)
     with pytest.raises(
         InputError, match=r"^git: Empty git repo; commit once \(git add -A && git commit\) before training$"
     ):
-        train(data, repo, "multi_input", params())
+        train(data, repo, "multi_input", params(), cwd=repo)
     assert sorted(p.name for p in repo.iterdir()) == [".dvc", ".dvcignore", ".git"]
 
 

@@ -90,8 +90,8 @@ def evaluate(
         if checkpoint[MAPS[ALPHABET]] != alphabets or checkpoint[MAPS[CHARACTER]] != characters:
             raise InputError(f"{path}: trained on other index maps than {index_dir}; retrain it (dvc repro)")
         read_as = checkpoint.get("alphabet_read_out")
-        views = checkpoint.get("views", 1)  # 1 in checkpoints written before views were chosen
-        logits = read_out(model, predict(model, test, views=views), char_to_alpha, read_as, true_alpha)
+        logits = predict(model, test, views=checkpoint["views"])
+        logits = read_out(model, logits, char_to_alpha, read_as, true_alpha)
         metrics[kind] = {t: task_metrics(logits[t], labels[t]) for t in logits}
         predicted[kind] = {t: logits[t].argmax(1) for t in logits}
         correct = (logits[CHARACTER].argmax(1) == true_char).float()

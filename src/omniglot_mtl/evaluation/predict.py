@@ -68,7 +68,7 @@ def predict_files(
     names = {task: names_by_index(checkpoint[MAPS[task]]) for task in TASKS}
     # The same batched path and views as evaluate, on uint8 images made exactly as the index
     # stage packs them.
-    logits = predict(model, PackedSplit(batch, labels), views=checkpoint.get("views", 1))
+    logits = predict(model, PackedSplit(batch, labels), views=checkpoint["views"])
     char_to_alpha = character_alphabet(checkpoint[MAPS[ALPHABET]], checkpoint[MAPS[CHARACTER]])
     # Read out as evaluate scores it.
     read_as = checkpoint.get("alphabet_read_out")

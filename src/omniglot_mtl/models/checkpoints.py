@@ -15,12 +15,14 @@ from omniglot_mtl.core.atomic import atomic_file
 from omniglot_mtl.core.errors import InputError
 from omniglot_mtl.core.tasks import ALPHABET, CHARACTER, MAPS
 from omniglot_mtl.models.backbones import BACKBONES
+from omniglot_mtl.models.inference import SHIFTS
 from omniglot_mtl.models.networks import MODELS, ModelConfig, build_model
 
 # 2: a multi-output checkpoint names its alphabet read-out (inference.READ_OUTS).
-# 3: the model config says the alphabet head's hidden width (models.ModelConfig). A checkpoint
-# written before training chose its views (inference.SHIFTS) has no "views": it is read alone.
-FORMAT = 3
+# 3: the model config says the alphabet head's hidden width (models.ModelConfig).
+# 4: the convnet's first block has 16 channels (32 before), and the checkpoint says how many
+#    views of a drawing to read (inference.SHIFTS), as training chose.
+FORMAT = 4
 
 
 def save_checkpoint(
@@ -80,6 +82,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
             f"{path}: checkpoint format {checkpoint['format']!r}; this version of the project reads "
             f"format {FORMAT} (retrain with dvc repro, or use the version that wrote it)"
         )
+    views = checkpoint.get("views")
+    if type(views) is not int or views not in (1, len(SHIFTS)):
+        raise InputError(f"{path}: views {views!r}: 1 or {len(SHIFTS)}")
     config = _config(path, checkpoint["config"])
     model = build_model(config)
     try:

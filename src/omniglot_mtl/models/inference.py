@@ -25,10 +25,10 @@ def autocast(device: torch.device, precision: str):
 
 
 # Test-time views: a drawing and its four one-pixel shifts, their log-probabilities averaged.
-# On the recipe's models they scored 0.2-0.6 points more of every task than the drawing alone,
-# on three sets and nearly every seed (docs/results.md, "Test-time views"); training keeps them
-# where they score more validation drawings (the checkpoint's ``views``), evaluate and predict
-# read a model so.
+# On the recipe's models they scored 0.0-0.6 points more of each task than the drawing alone
+# (means of three seeds, on three sets: docs/results.md, "Test-time views"). Training keeps
+# them where they score more validation drawings (the checkpoint's ``views``); evaluate and
+# predict read a model so.
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (down, right) in pixels
 
 
@@ -77,10 +77,8 @@ def predict(
     return {t: torch.cat(c) for t, c in chunks.items()}
 
 
-def accuracy(
-    model: nn.Module, split: PackedSplit, precision: str = "fp32", world=None, views: int = 1
-) -> dict[str, float]:
-    """Top-1 accuracy per task of ``model`` on ``split`` (read from ``views`` views, as :func:`predict`).
+def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32", world=None) -> dict[str, float]:
+    """Top-1 accuracy per task of ``model`` on ``split``.
 
     With a ``world`` of several processes (:class:`~omniglot_mtl.training.distributed.World`), each scores
     its share of the rows and the counts are summed, so all processes get the same figures.
@@ -89,7 +87,7 @@ def accuracy(
     if world is not None and world.size > 1:
         rows = world.share(torch.arange(len(split), device=split.images.device))
         share = PackedSplit(split.images[rows], {k: v[rows] for k, v in split.labels.items()})
-    logits = predict(model, share, precision, views)
+    logits = predict(model, share, precision)
     correct = torch.stack([(logits[t].argmax(1) == share.labels[t]).sum() for t in model.tasks]).float()
     if world is not None:
         correct = world.sum(correct)

@@ -25,7 +25,7 @@ from omniglot_mtl.core.packed import load_split, read_maps
 from omniglot_mtl.core.params import Params, as_dict
 from omniglot_mtl.core.tasks import ALPHABET
 from omniglot_mtl.models.checkpoints import save_checkpoint
-from omniglot_mtl.models.inference import SHIFTS, accuracy, character_alphabet, choose_read_out, predict
+from omniglot_mtl.models.inference import SHIFTS, character_alphabet, choose_read_out, predict
 from omniglot_mtl.models.networks import ModelConfig, build_model
 from omniglot_mtl.training.distributed import close_world, device_for, init_world, threads_per_process
 from omniglot_mtl.training.loop import FitResult, fit, selection_score
@@ -154,15 +154,14 @@ def _train(
         # the test-time views where they score more of them than the drawing alone, and the
         # multi-output model's alphabet from both heads.
         model.load_state_dict(result.best_state)
-        with_views = accuracy(model, val, cfg.precision, views=len(SHIFTS))
-        better = selection_score(with_views, weighting) > selection_score(result.best_val, weighting)
-        views = len(SHIFTS) if better else 1
+        viewed = predict(model, val, cfg.precision, views=len(SHIFTS))
+        with_views = {t: (viewed[t].argmax(1) == val.labels[t]).float().mean().item() for t in viewed}
+        views = choose_views(with_views, result.best_val, weighting)
         extra = {"views": views, "views_val_accuracy": with_views}
         if kind == "multi_output":
+            logits = viewed if views > 1 else predict(model, val, cfg.precision)
             char_to_alpha = character_alphabet(alphabets, characters)
-            read_out, read_out_accuracy = choose_read_out(
-                predict(model, val, cfg.precision, views), val.labels[ALPHABET], char_to_alpha
-            )
+            read_out, read_out_accuracy = choose_read_out(logits, val.labels[ALPHABET], char_to_alpha)
             extra |= {"alphabet_read_out": read_out, "alphabet_read_out_val_accuracy": read_out_accuracy}
         save_checkpoint(
             model_path,
@@ -182,6 +181,15 @@ def _train(
             | extra,
         )
     return result
+
+
+def choose_views(with_views: dict[str, float], alone: dict[str, float], weighting: nn.Module) -> int:
+    """How many views evaluate and predict read: all of :data:`SHIFTS` where the validation
+    accuracies ``with_views`` outscore the drawing's ``alone`` as the best epoch was chosen
+    (``selection_score``; the multi-input model over all characters, not within its alphabet),
+    else 1, the drawing alone, also on a tie."""
+    better = selection_score(with_views, weighting) > selection_score(alone, weighting)
+    return len(SHIFTS) if better else 1
 
 
 def _live(folder: Path) -> Live:

@@ -1,12 +1,13 @@
 """What the test-time views give each run of a seed sweep: every task, with and without them.
 
-    python benchmarks/test_views.py SWEEP_CLONE
+    python benchmarks/view_gain.py SWEEP_CLONE
 
 SWEEP_CLONE is the project folder that ``benchmarks/seed_sweep.py`` leaves (its ``project``).
 For each of its experiments, both checkpoints (from DVC's cache) score the validation and the
 test split as evaluate reads them out, once from the drawings alone and once from their views
-(``omniglot_mtl.models.inference.SHIFTS``), whatever the checkpoint chose. Prints each run's
-accuracies both ways, which way training chose, and the mean change per task.
+(``omniglot_mtl.models.inference.SHIFTS``), whatever the checkpoint chose; the alphabet from
+both heads with the read-out the checkpoint names (chosen on the views where it chose them).
+Prints each run's accuracies both ways, which way training chose, and the mean change per task.
 """
 
 import argparse
@@ -37,7 +38,9 @@ def main() -> None:
     project = args.project.resolve()
 
     def show(ref: str, path: str) -> dict:
-        shown = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=project, capture_output=True, text=True)
+        shown = subprocess.run(
+            ["git", "show", f"{ref}:{path}"], cwd=project, capture_output=True, text=True, check=True
+        )
         return yaml.safe_load(shown.stdout)
 
     listed = ["git", "for-each-ref", "--format=%(objectname)", "refs/exps"]
