@@ -69,9 +69,8 @@ class ConvNet(nn.Module):
     first block's batch norm, ReLU and pooling are bound by memory traffic on its 32 x 32 maps:
     16 channels there, not 32, made the recipe's training step about 1.1x as fast for accuracy
     within the seed spread on three sets (docs/results.md, "At a glance" and "The recipes from
-    nothing"). At 32 x 32 the last
-    map is 2 x 2 x 256, 1,024 features: flattening it keeps where the strokes are, which
-    measured better than global average pooling (same cost).
+    nothing"). At 32 x 32 the last map is 2 x 2 x 256, 1,024 features: flattening it keeps where
+    the strokes are, which measured better than global average pooling (same cost).
     Images are inverted first (ink 1, paper 0), so that zero padding is paper. Channels-last:
     oneDNN's CPU convolutions and pooling, which run where ``cpu.portable`` is off (as the
     recipes set it), are fastest in that layout.
