@@ -54,7 +54,7 @@ def main() -> None:
         for kind in ("multi_input", "multi_output"):
             md5 = next(o["md5"] for o in stages[f"train_{kind}"]["outs"] if o["path"].endswith(".pt"))
             model, checkpoint = load_checkpoint(project / ".dvc/cache/files/md5" / md5[:2] / md5[2:])
-            chosen = checkpoint.get("views", 1)
+            chosen = checkpoint["views"]
             for name, split in splits.items():
                 alone, viewed = (
                     accuracies(model, checkpoint, split, char_to_alpha, n) for n in (1, len(SHIFTS))

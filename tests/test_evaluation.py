@@ -208,6 +208,7 @@ def test_a_view_moves_the_drawing_one_pixel_and_brings_in_paper():
         expected[0, 0, ink[0], ink[1]] = 0.0
         assert torch.equal(shifted(drawing, down, right), expected)
     assert torch.equal(shifted(drawing, 0, 0), drawing)
+    assert shifted(drawing, 0, 0) is drawing  # no copy: the drawing alone reads the same bytes
 
 
 def test_evaluate_and_predict_read_a_model_through_its_views(trained, tmp_path):
