@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from omniglot_mtl.core.params import as_dict
 from omniglot_mtl.core.tasks import CHARACTER
-from omniglot_mtl.models.inference import accuracy
+from omniglot_mtl.models.inference import accuracy, character_alphabet
 from omniglot_mtl.models.networks import ModelConfig, build_model
 from omniglot_mtl.training.distributed import threads_per_process
 from omniglot_mtl.training.loop import OneTask, fit, make_optimizer
@@ -80,6 +80,7 @@ def main() -> None:
     }
     # Counted on a model of their own: the counted step moves batch norm's running statistics.
     flops = {kind: step_flops(build_model(c), data["train"], params.train) for kind, c in configs.items()}
+    char_to_alpha = character_alphabet(alphabets, characters)  # the multi-input model reads within it
     rows = []
     for seed in args.seeds:
         for kind, config in configs.items():
@@ -87,7 +88,9 @@ def main() -> None:
             model = build_model(config)
             loss = OneTask(CHARACTER) if kind == "multi_input" else from_params(params.loss)
             start = time.perf_counter()
-            result = fit(model, loss, data["train"], data["val"], params.train, seed)
+            result = fit(
+                model, loss, data["train"], data["val"], params.train, seed, char_to_alpha=char_to_alpha
+            )
             seconds = time.perf_counter() - start
             row = {
                 "seed": seed,
@@ -100,7 +103,7 @@ def main() -> None:
             }
             if args.test:
                 model.load_state_dict(result.best_state)
-                test = accuracy(model, data["test"], params.train.precision)
+                test = accuracy(model, data["test"], params.train.precision, char_to_alpha=char_to_alpha)
                 row["test"] = {t: round(v, 4) for t, v in test.items()}
             rows.append(row)
             scores = " ".join(

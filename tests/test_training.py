@@ -304,6 +304,23 @@ def test_famo_moves_its_task_weights_during_training(data, tmp_path):
     assert all(a > 0 and c > 0 for a, c in zip(weights["alphabet"], weights["character"], strict=True))
 
 
+def test_the_multi_input_model_is_validated_within_its_given_alphabet(data, tmp_path):
+    """The epoch (and the views) are chosen by the score evaluate reports: the character within
+    the alphabet the model is told, not over all characters."""
+    from omniglot_mtl.models.inference import character_alphabet, predict
+
+    # After one epoch the model still answers outside the given alphabet.
+    result = train(data, tmp_path, "multi_input", params(train={"epochs": 1, "batch_size": 8, "lr": 0.003}))
+    model, ckpt = load_checkpoint(tmp_path / "multi_input.pt")
+    val = load_split(data / "packed", "val")
+    logits = predict(model, val)["character"]
+    table = character_alphabet(ckpt["alphabets"], ckpt["characters"])
+    within = logits.masked_fill(table[None, :] != val.labels["alphabet"][:, None], float("-inf"))
+    right = within.argmax(1) == val.labels["character"]
+    assert right.sum() > (logits.argmax(1) == val.labels["character"]).sum()  # here it scores more
+    assert result.best_val == ckpt["val_accuracy"] == {"character": right.float().mean().item()}
+
+
 def fit_directly(data: Path, weighting, epochs: int = 3, monkeypatch=None):
     """``fit`` on the synthetic set's multi-output model; returns (result, records, snapshots)."""
     from omniglot_mtl.core.packed import load_split, read_maps
@@ -338,7 +355,7 @@ def test_best_epoch_is_the_highest_mean_validation_accuracy_and_the_earliest_on_
             {"alphabet": 0.9, "character": 0.2},
         ]
     )
-    monkeypatch.setattr(training, "accuracy", lambda model, split, precision, world: next(scripted))
+    monkeypatch.setattr(training, "accuracy", lambda *args: next(scripted))
     result, records, snapshots = fit_directly(data, LossWeighting({"alphabet": 1.0, "character": 1.0}), 5)
     assert result.best_epoch == 3 and result.best_val == {"alphabet": 0.7, "character": 0.5}
     assert all(torch.equal(result.best_state[k], v) for k, v in snapshots[2].items())
@@ -356,7 +373,7 @@ def test_best_epoch_follows_the_loss_weights_not_an_untrained_head(data, monkeyp
             {"alphabet": 0.8, "character": 0.55},
         ]
     )
-    monkeypatch.setattr(training, "accuracy", lambda model, split, precision, world: next(scripted))
+    monkeypatch.setattr(training, "accuracy", lambda *args: next(scripted))
     result, _, _ = fit_directly(data, LossWeighting({"alphabet": 0.0, "character": 1.0}), 3)
     assert result.best_epoch == 2
     # Unequal weights: 0.25 * a + 0.75 * c -> 0.6, 0.475, 0.6125: epoch 3.

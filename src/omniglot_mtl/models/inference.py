@@ -79,8 +79,28 @@ def predict(
     return {t: torch.cat(c) for t, c in chunks.items()}
 
 
-def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32", world=None) -> dict[str, float]:
-    """Top-1 accuracy per task of ``model`` on ``split``.
+def hits(
+    model: nn.Module,
+    logits: dict[str, torch.Tensor],
+    labels: dict[str, torch.Tensor],
+    char_to_alpha: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per task, whether each row's top answer in ``logits`` is its label. Given ``char_to_alpha``,
+    the multi-input model's answer is read within the drawing's given alphabet, as evaluate and
+    predict read it (:func:`within_alphabet`), so that validation scores what the test scores."""
+    if char_to_alpha is not None and ALPHABET in model.inputs:
+        logits = logits | {CHARACTER: within_alphabet(logits[CHARACTER], labels[ALPHABET], char_to_alpha)}
+    return {t: logits[t].argmax(1) == labels[t] for t in model.tasks}
+
+
+def accuracy(
+    model: nn.Module,
+    split: PackedSplit,
+    precision: str = "fp32",
+    world=None,
+    char_to_alpha: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Top-1 accuracy per task of ``model`` on ``split``, read as :func:`hits` reads it.
 
     With a ``world`` of several processes (:class:`~omniglot_mtl.training.distributed.World`), each scores
     its share of the rows and the counts are summed, so all processes get the same figures.
@@ -89,8 +109,8 @@ def accuracy(model: nn.Module, split: PackedSplit, precision: str = "fp32", worl
     if world is not None and world.size > 1:
         rows = world.share(torch.arange(len(split), device=split.images.device))
         share = PackedSplit(split.images[rows], {k: v[rows] for k, v in split.labels.items()})
-    logits = predict(model, share, precision)
-    correct = torch.stack([(logits[t].argmax(1) == share.labels[t]).sum() for t in model.tasks]).float()
+    right = hits(model, predict(model, share, precision), share.labels, char_to_alpha)
+    correct = torch.stack([right[t].sum() for t in model.tasks]).float()
     if world is not None:
         correct = world.sum(correct)
     return dict(zip(model.tasks, (correct / len(split)).tolist(), strict=True))

@@ -180,6 +180,7 @@ def fit(
     on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, record: None,
     world: World = ONE_PROCESS,
     capture: bool | None = None,
+    char_to_alpha: torch.Tensor | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train`` for :func:`epochs_for` epochs; keep the weights of the best
     epoch.
@@ -192,6 +193,10 @@ def fit(
     permutation and takes its share of each batch of ``cfg.batch_size`` rows, so the global batch
     and the number of steps are those of one process; loss sums and validation counts are summed
     over processes, so all of them log the same numbers and keep the same best epoch.
+
+    ``char_to_alpha`` (:func:`~omniglot_mtl.models.inference.character_alphabet`): validation
+    reads the multi-input model's characters within the given alphabet, as evaluate does, so that
+    the epoch is chosen by the score the test reports. None: over all characters.
 
     ``capture`` (None: wherever it can) replays the step of every full batch from a CUDA graph
     (:class:`CapturedStep`): on one GPU, in one process, with a loss weighting that needs no
@@ -287,7 +292,7 @@ def fit(
         train_seconds += time.perf_counter() - start
         weighting.end_epoch(mean_loss)
         world.sync_buffers(model)
-        val_acc = accuracy(model, val, cfg.precision, world)
+        val_acc = accuracy(model, val, cfg.precision, world, char_to_alpha)
         record = {f"train/loss/{t}": v for t, v in mean_loss.items()}
         record |= {f"val/accuracy/{t}": v for t, v in val_acc.items()}
         if len(model.tasks) > 1:  # a single task's weight is always 1: no curve for it

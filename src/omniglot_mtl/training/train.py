@@ -25,7 +25,7 @@ from omniglot_mtl.core.packed import load_split, read_maps
 from omniglot_mtl.core.params import Params, as_dict
 from omniglot_mtl.core.tasks import ALPHABET
 from omniglot_mtl.models.checkpoints import save_checkpoint
-from omniglot_mtl.models.inference import SHIFTS, character_alphabet, choose_read_out, predict
+from omniglot_mtl.models.inference import SHIFTS, character_alphabet, choose_read_out, hits, predict
 from omniglot_mtl.models.networks import ModelConfig, build_model
 from omniglot_mtl.training.distributed import close_world, device_for, init_world, threads_per_process
 from omniglot_mtl.training.loop import FitResult, fit, selection_score
@@ -134,9 +134,10 @@ def _train(
     )
     model = build_model(config).to(device)
     weighting = loss.to(device)
+    char_to_alpha = character_alphabet(alphabets, characters).to(device)
 
     if not world.main:  # the other processes train and write nothing
-        return fit(model, weighting, train, val, cfg, params.seed, world=world)
+        return fit(model, weighting, train, val, cfg, params.seed, world=world, char_to_alpha=char_to_alpha)
 
     with atomic_dir(metrics_dir) as tmp, _live(tmp) as live:
 
@@ -146,7 +147,7 @@ def _train(
                 live.log_metric(name, value)
             live.next_step()
 
-        result = fit(model, weighting, train, val, cfg, params.seed, log, world)
+        result = fit(model, weighting, train, val, cfg, params.seed, log, world, char_to_alpha=char_to_alpha)
         live.summary["epochs"] = result.epochs
         live.summary["best_epoch"] = result.best_epoch
         live.summary["best_val_accuracy"] = result.best_val
@@ -155,12 +156,12 @@ def _train(
         # multi-output model's alphabet from both heads.
         model.load_state_dict(result.best_state)
         viewed = predict(model, val, cfg.precision, views=len(SHIFTS))
-        with_views = {t: (viewed[t].argmax(1) == val.labels[t]).float().mean().item() for t in viewed}
+        right = hits(model, viewed, val.labels, char_to_alpha)
+        with_views = {t: right[t].float().mean().item() for t in right}
         views = choose_views(with_views, result.best_val, weighting)
         extra = {"views": views, "views_val_accuracy": with_views}
         if kind == "multi_output":
             logits = viewed if views > 1 else predict(model, val, cfg.precision)
-            char_to_alpha = character_alphabet(alphabets, characters)
             read_out, read_out_accuracy = choose_read_out(logits, val.labels[ALPHABET], char_to_alpha)
             extra |= {"alphabet_read_out": read_out, "alphabet_read_out_val_accuracy": read_out_accuracy}
         save_checkpoint(
@@ -186,8 +187,8 @@ def _train(
 def choose_views(with_views: dict[str, float], alone: dict[str, float], weighting: nn.Module) -> int:
     """How many views evaluate and predict read: all of :data:`SHIFTS` where the validation
     accuracies ``with_views`` outscore the drawing's ``alone`` as the best epoch was chosen
-    (``selection_score``; the multi-input model over all characters, not within its alphabet),
-    else 1, the drawing alone, also on a tie."""
+    (``selection_score``; the multi-input model's characters within the given alphabet), else
+    1, the drawing alone, also on a tie."""
     better = selection_score(with_views, weighting) > selection_score(alone, weighting)
     return len(SHIFTS) if better else 1
 
