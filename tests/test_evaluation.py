@@ -64,7 +64,7 @@ def test_metrics_agree_with_a_recount(trained):
         char_mi = mi(images, alpha)["character"]
         out = mo(images)
     # The multi-input model is read out within the alphabet it is given.
-    char_alphabet = torch.tensor([ckpt["alphabets"][name.split("/")[0]] for name in ckpt["characters"]])
+    char_alphabet = char_alphabet_of(ckpt)
     char_mi = char_mi.masked_fill(char_alphabet[None, :] != alpha[:, None], float("-inf"))
 
     def acc(logits, target):
@@ -84,7 +84,6 @@ def test_metrics_agree_with_a_recount(trained):
         == metrics["multi_output"]["character"]["accuracy"]
     )
 
-    char_alphabet = torch.tensor([ckpt["alphabets"][name.split("/")[0]] for name in ckpt["characters"]])
     agree = char_alphabet[out["character"].argmax(1)] == out["alphabet"].argmax(1)
     assert metrics["multi_output"]["consistency"] == round(agree.float().mean().item(), 6)
 
@@ -248,7 +247,7 @@ def test_evaluate_and_predict_read_a_model_through_its_views(trained, tmp_path):
     chosen = both_heads_by_hand(out, ckpt)[ckpt["alphabet_read_out"]]
     assert metrics["multi_output"]["alphabet_both_heads"]["accuracy"] == acc(chosen, alphabet)
     mi, _ = load_checkpoint(viewed["multi_input"])
-    char_alphabet = torch.tensor([ckpt["alphabets"][name.split("/")[0]] for name in ckpt["characters"]])
+    char_alphabet = char_alphabet_of(ckpt)
     outside = char_alphabet[None, :] != alphabet[:, None]
     within = mean_log_probs(mi, test["images"], alphabet)["character"].masked_fill(outside, float("-inf"))
     assert metrics["multi_input"]["character"]["accuracy"] == acc(within, character)
