@@ -86,10 +86,11 @@ def hits(
     char_to_alpha: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per task, whether each row's top answer in ``logits`` is its label. Given ``char_to_alpha``,
-    the multi-input model's answer is read within the drawing's given alphabet, as evaluate and
-    predict read it (:func:`within_alphabet`), so that validation scores what the test scores."""
+    the multi-input model's answer is read through :func:`read_out`, as evaluate and predict read
+    it (within the drawing's given alphabet), so that validation scores what the test scores. (The
+    multi-output model's tasks need no read-out; its alphabet from both heads is chosen later.)"""
     if char_to_alpha is not None and ALPHABET in model.inputs:
-        logits = logits | {CHARACTER: within_alphabet(logits[CHARACTER], labels[ALPHABET], char_to_alpha)}
+        logits = read_out(model, logits, char_to_alpha, alphabet=labels[ALPHABET])
     return {t: logits[t].argmax(1) == labels[t] for t in model.tasks}
 
 
